@@ -36,7 +36,8 @@ all: $(BIN) bin/tokenmeter
 
 $(B)/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libtm.a: $(LIB_OBJ)
 	@rm -f $@
