@@ -1,0 +1,92 @@
+/*
+ * gpu.h - the GPU source interface (DESIGN 2.2, 2.3, 6).
+ *
+ * A source returns one tm_gpu_sample per GPU at one instant.  Backends are
+ * a small versioned table of function pointers (SQLite's VFS, nvtop's
+ * gpu_vendor); the registry is an explicit array in gpu.c.  This issue ships
+ * the `seed` backend; `nvml` (dlopen of libnvidia-ml.so.1) and `nvidia-smi`
+ * plug into the same table.  A value the driver does not report is invalid
+ * (its bit clear in `valid`), stored as null: never 0.
+ */
+#ifndef TM_GPU_H
+#define TM_GPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+enum {
+    TM_GPU_UTIL = 1u << 0,     /* utilization, fraction 0..1 */
+    TM_GPU_MEM_USED = 1u << 1, /* MiB */
+    TM_GPU_MEM_TOTAL = 1u << 2,
+    TM_GPU_POWER = 1u << 3, /* W */
+    TM_GPU_TEMP = 1u << 4,  /* degrees C */
+    TM_GPU_PRICE = 1u << 5, /* USD per GPU-hour from the source (seed file) */
+    TM_GPU_UUID = 1u << 6,
+    TM_GPU_NAME = 1u << 7,
+};
+
+struct tm_gpu_sample {
+    char host[256];
+    int gpu_index;
+    char uuid[96];
+    char name[128];
+    double utilization;   /* 0..1 */
+    double mem_used_mb;   /* MiB */
+    double mem_total_mb;  /* MiB */
+    double power_w;       /* W */
+    double temperature_c; /* degrees C */
+    double price_per_hour_usd;
+    unsigned valid;     /* TM_GPU_* bits of the fields above that are known */
+    int64_t ts_ms;      /* when sampled, Unix ms */
+    const char *source; /* "nvml" | "nvidia-smi" | "seed", static */
+};
+
+struct tm_gpu_source_ops {
+    int abi; /* 1 */
+    const char *name;
+    /** Open the backend; *priv receives its state.  0 or -1 (TM_ERR_GPU). */
+    int (*open)(void **priv, const char *seed_path, const char *host, struct tm_error *err);
+    /** Fill up to @p max samples; *n = how many.  0 or -1 (TM_ERR_GPU). */
+    int (*sample)(void *priv, struct tm_gpu_sample *out, size_t max, size_t *n,
+                  struct tm_error *err);
+    void (*close)(void *priv);
+};
+
+extern const struct tm_gpu_source_ops tm_gpu_seed_ops;
+
+struct tm_gpu_source;
+
+/**
+ * @brief Open the source named @p name ("auto", "nvml", "nvidia-smi",
+ *        "seed"); "auto" tries them in that order and logs once why each
+ *        was skipped.
+ * @param seed_path  path of gpu_seed.json, borrowed
+ * @param host       host name stamped on the samples, borrowed
+ * @returns owned, free with tm_gpu_source_close(); NULL when none works.
+ */
+struct tm_gpu_source *tm_gpu_source_open(const char *name, const char *seed_path,
+                                         const char *host, struct tm_error *err);
+
+/** @brief Sample every GPU (see ops->sample).  Stamps ts_ms and source. */
+int tm_gpu_source_sample(struct tm_gpu_source *src, struct tm_gpu_sample *out, size_t max,
+                         size_t *n, struct tm_error *err);
+
+/** @brief Name of the live backend. */
+const char *tm_gpu_source_name(const struct tm_gpu_source *src);
+
+void tm_gpu_source_close(struct tm_gpu_source *src);
+
+/**
+ * @brief Parse a gpu_seed.json document (DESIGN 2.3) held in @p buf
+ *        (@p len bytes, need not be NUL-terminated).  Pure.
+ * @param host  host stamped on entries without their own `host`
+ * @returns the number of samples written (<= max), or -1 (TM_ERR_PARSE with
+ *          the entry index and the field).
+ */
+int tm_gpu_seed_parse(const char *buf, size_t len, const char *host, struct tm_gpu_sample *out,
+                      size_t max, struct tm_error *err);
+
+#endif

@@ -1,0 +1,832 @@
+/*
+ * proc.c - the processor loop (see proc.h).
+ *
+ * One thread consumes, aggregates, writes and commits, so the order
+ * "write, then commit" needs no locks.  A second thread samples the GPUs
+ * (a slow GPU read never delays consumption), and libmicrohttpd's thread
+ * serves HTTP from a snapshot guarded by `st->mu`.
+ */
+#include "proc/proc.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd/cmd.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/timeutil.h"
+#include "gpu/gpu.h"
+#include "http/http.h"
+#include "kafka/kafka.h"
+#include "msg/event.h"
+#include "store/store.h"
+#include "window/window.h"
+
+#define MAX_GPUS 64
+#define STORE_BACKOFF_MIN_MS 250
+#define STORE_BACKOFF_MAX_MS 10000
+#define COMMIT_INTERVAL_MS 1000
+#define FLUSH_INTERVAL_MS 200
+#define HEALTH_LEN 320
+
+/* ------------------------------------------------------------ the state */
+
+struct part_pos {
+    int64_t next;      /* last offset read + 1, -1 = nothing read */
+    int64_t committed; /* last offset committed by us, -1 = none */
+    bool assigned;
+};
+
+struct proc {
+    const struct tm_config *cfg;
+    rd_kafka_t *consumer;
+    rd_kafka_t *dlq;
+    struct tm_store *store;
+    struct tm_agg *agg;
+    struct tm_gpu_source *gpu;
+
+    struct part_pos *pos; /* indexed by partition */
+    int npos;
+
+    /* health, guarded by mu (read by the HTTP thread) */
+    pthread_mutex_t mu;
+    char kafka_error[HEALTH_LEN];   /* "" = healthy */
+    char store_error[HEALTH_LEN];   /* "" = healthy */
+    char gpu_error[HEALTH_LEN];     /* "" = healthy */
+    int64_t kafka_ok_since;  /* wall ms since Kafka is healthy */
+    struct tm_gpu_sample gpus[MAX_GPUS];
+    size_t ngpus;
+
+    /* counters for /metrics */
+    atomic_llong consumed, counted, duplicates, windows_written, store_errors, commits,
+        dlq_failed, windows_pending;
+    atomic_llong dead[TM_REJECT__COUNT + 1]; /* last slot: store_rejected */
+
+    int64_t store_retry_at; /* monotonic ms of the next write attempt */
+    int64_t store_backoff;
+    int64_t last_commit, last_flush, last_kafka_probe;
+    bool paused_for_store;
+    volatile int *stop;
+    pthread_t sampler;
+    bool sampler_started;
+};
+
+#define DEAD_STORE_REJECTED TM_REJECT__COUNT
+
+static void set_health(struct proc *p, char *slot, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_health(struct proc *p, char *slot, const char *fmt, ...)
+{
+    pthread_mutex_lock(&p->mu);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(slot, HEALTH_LEN, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void kafka_healthy(struct proc *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->kafka_error[0]) {
+        p->kafka_error[0] = '\0';
+        p->kafka_ok_since = tm_now_ms();
+        pthread_mutex_unlock(&p->mu);
+        tm_info("kafka", "Kafka reachable again");
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void store_healthy(struct proc *p)
+{
+    p->store_backoff = 0;
+    p->store_retry_at = 0;
+    pthread_mutex_lock(&p->mu);
+    bool was = p->store_error[0] != '\0';
+    p->store_error[0] = '\0';
+    pthread_mutex_unlock(&p->mu);
+    if (was)
+        tm_info("store", "MongoDB reachable again");
+}
+
+static void store_failed(struct proc *p, const struct tm_error *err)
+{
+    atomic_fetch_add(&p->store_errors, 1);
+    p->store_backoff = p->store_backoff ? p->store_backoff * 2 : STORE_BACKOFF_MIN_MS;
+    if (p->store_backoff > STORE_BACKOFF_MAX_MS)
+        p->store_backoff = STORE_BACKOFF_MAX_MS;
+    p->store_retry_at = tm_mono_ms() + p->store_backoff;
+    pthread_mutex_lock(&p->mu);
+    bool was = p->store_error[0] != '\0';
+    snprintf(p->store_error, sizeof(p->store_error), "mongodb: %s", err->msg);
+    pthread_mutex_unlock(&p->mu);
+    if (!was)
+        tm_warn("store", "%s (retrying with backoff, offsets not committed)", err->msg);
+}
+
+static struct part_pos *pos_of(struct proc *p, int32_t partition)
+{
+    if (partition >= p->npos) {
+        int n = partition + 1;
+        p->pos = tm_xrealloc(p->pos, (size_t)n * sizeof(*p->pos));
+        for (int i = p->npos; i < n; i++)
+            p->pos[i] = (struct part_pos){.next = -1, .committed = -1};
+        p->npos = n;
+    }
+    return &p->pos[partition];
+}
+
+/* ----------------------------------------------------------- dead letters */
+
+static void dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct proc *p = opaque;
+    if (m->err) {
+        atomic_fetch_add(&p->dlq_failed, 1);
+        tm_error_log("kafka", "dead letter NOT delivered: %s", rd_kafka_err2str(m->err));
+    }
+}
+
+/**
+ * Publish the original key and value of a rejected message to the DLQ with
+ * headers `reason` (tm_reject_name), `error` (one line) and its origin.
+ */
+static void dead_letter(struct proc *p, const rd_kafka_message_t *m, int reason_idx,
+                        const char *reason, const char *error)
+{
+    char off[32], part[16];
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    snprintf(part, sizeof(part), "%d", (int)m->partition);
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    atomic_fetch_add(&p->dead[reason_idx], 1);
+    tm_warn("dlq", "partition %d offset %lld -> %s, reason %s: %s", (int)m->partition,
+            (long long)m->offset, p->cfg->kafka_dlq_topic, reason, error);
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            p->dlq, RD_KAFKA_V_TOPIC(p->cfg->kafka_dlq_topic),
+            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADER("reason", reason, -1),
+            RD_KAFKA_V_HEADER("error", error, -1), RD_KAFKA_V_HEADER("source.topic", topic, -1),
+            RD_KAFKA_V_HEADER("source.partition", part, -1),
+            RD_KAFKA_V_HEADER("source.offset", off, -1), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            atomic_fetch_add(&p->dlq_failed, 1);
+            tm_error_log("kafka", "cannot queue dead letter: %s", rd_kafka_err2str(e));
+            return;
+        }
+        rd_kafka_poll(p->dlq, 100);
+    }
+}
+
+/* ------------------------------------------------------- flush and commit */
+
+static void window_meta(struct proc *p, const struct tm_window *w, struct tm_window_meta *meta)
+{
+    (void)w;
+    memset(meta, 0, sizeof(*meta));
+    meta->topic = p->cfg->kafka_topic;
+    meta->price_per_hour_usd = p->cfg->price_per_hour_usd;
+}
+
+/* Dead-letter a window document the server refused, as extended JSON, so it
+ * is not lost (reason store_rejected). */
+static void dead_letter_window(struct proc *p, const struct tm_window *w,
+                               const struct tm_window_meta *meta)
+{
+    bson_t doc = BSON_INITIALIZER;
+    tm_store_window_doc(w, meta, &doc);
+    size_t len;
+    char *json = bson_as_relaxed_extended_json(&doc, &len);
+    rd_kafka_message_t m = {.rkt = NULL, .partition = w->partition, .offset = w->offset_max,
+                            .payload = json, .len = len};
+    char key[TM_EVENT_MAX_STR + 32];
+    snprintf(key, sizeof(key), "%s/%d", w->host, w->gpu_index);
+    m.key = key;
+    m.key_len = strlen(key);
+    atomic_fetch_add(&p->dead[DEAD_STORE_REJECTED], 1);
+    rd_kafka_producev(p->dlq, RD_KAFKA_V_TOPIC(p->cfg->kafka_dlq_topic),
+                      RD_KAFKA_V_KEY(m.key, m.key_len), RD_KAFKA_V_VALUE(json, len),
+                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                      RD_KAFKA_V_HEADER("reason", "store_rejected", -1), RD_KAFKA_V_END);
+    bson_free(json);
+    bson_destroy(&doc);
+}
+
+/* Write the windows that closed.  Returns 0 when nothing is left unwritten. */
+static int flush_windows(struct proc *p, bool idle_allowed)
+{
+    if (p->store_retry_at && tm_mono_ms() < p->store_retry_at)
+        return -1;
+    struct tm_window **ws;
+    size_t n = tm_agg_take_closed(p->agg, tm_now_ms(), idle_allowed, false, &ws);
+    int rc = 0;
+    if (n > 0) {
+        struct tm_window_meta *metas = tm_xcalloc(n, sizeof(*metas));
+        int *status = tm_xcalloc(n, sizeof(*status));
+        for (size_t i = 0; i < n; i++)
+            window_meta(p, ws[i], &metas[i]);
+        struct tm_error err;
+        if (tm_store_write_windows(p->store, ws, metas, n, status, &err) < 0) {
+            store_failed(p, &err);
+            rc = -1;
+        } else {
+            store_healthy(p);
+            for (size_t i = 0; i < n; i++) {
+                if (status[i] != 0)
+                    dead_letter_window(p, ws[i], &metas[i]);
+                else
+                    atomic_fetch_add(&p->windows_written, 1);
+                tm_agg_persisted(p->agg, ws[i]);
+            }
+            tm_debug("store", "wrote %zu window(s)", n);
+        }
+        free(metas);
+        free(status);
+    }
+    free(ws);
+    atomic_store(&p->windows_pending, (long long)tm_agg_pending(p->agg));
+    return rc;
+}
+
+/* Commit, per assigned partition, the offset window.h says is safe.  Dead
+ * letters are flushed first: an offset is never committed past a rejected
+ * message whose dead letter is not yet acknowledged. */
+static void commit_offsets(struct proc *p)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (int i = 0; i < p->npos; i++) {
+        struct part_pos *pp = &p->pos[i];
+        if (!pp->assigned || pp->next < 0)
+            continue;
+        int64_t c = tm_agg_commit_offset(p->agg, i, pp->next);
+        if (c > pp->committed)
+            rd_kafka_topic_partition_list_add(list, p->cfg->kafka_topic, i)->offset = c;
+    }
+    if (list->cnt > 0) {
+        if (rd_kafka_flush(p->dlq, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            tm_warn("kafka", "dead letters not yet acknowledged: commit postponed");
+        } else {
+            rd_kafka_resp_err_t e = rd_kafka_commit(p->consumer, list, 0);
+            if (e) {
+                tm_warn("kafka", "commit failed: %s", rd_kafka_err2str(e));
+            } else {
+                atomic_fetch_add(&p->commits, 1);
+                for (int i = 0; i < list->cnt; i++) {
+                    pos_of(p, list->elems[i].partition)->committed = list->elems[i].offset;
+                    tm_debug("kafka", "committed partition %d offset %lld",
+                             list->elems[i].partition, (long long)list->elems[i].offset);
+                }
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static bool idle_allowed(struct proc *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool ok = p->kafka_error[0] == '\0' &&
+              tm_now_ms() - p->kafka_ok_since >= p->cfg->idle_close_seconds * 1000;
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+/* ------------------------------------------------------------- rebalance */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct proc *p = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            struct part_pos *pp = pos_of(p, parts->elems[i].partition);
+            *pp = (struct part_pos){.next = -1, .committed = -1, .assigned = true};
+            tm_agg_drop_partition(p->agg, parts->elems[i].partition);
+            tm_info("kafka", "assigned partition %d", parts->elems[i].partition);
+        }
+        if (coop)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        return;
+    }
+    /* Revoked: write what closed, commit exactly what is persisted, and drop
+     * the unwritten rest for the new owner to rebuild from the commit. */
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        flush_windows(p, false);
+        commit_offsets(p);
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        pos_of(p, parts->elems[i].partition)->assigned = false;
+        tm_agg_drop_partition(p->agg, parts->elems[i].partition);
+        tm_info("kafka", "revoked partition %d", parts->elems[i].partition);
+    }
+    if (coop)
+        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, NULL);
+}
+
+/* ------------------------------------------------------------ consumption */
+
+/* Handle one message.  Returns -1 when the store could not answer a lookup:
+ * the caller rewinds to this offset and retries later. */
+static int handle_message(struct proc *p, rd_kafka_message_t *m)
+{
+    struct tm_event ev;
+    struct tm_error err;
+    struct part_pos *pp = pos_of(p, m->partition);
+    atomic_fetch_add(&p->consumed, 1);
+    enum tm_reject r = tm_event_decode(m->payload, m->len, &ev, &err);
+    if (r != TM_REJECT_NONE) {
+        dead_letter(p, m, r, tm_reject_name(r), err.msg);
+        pp->next = m->offset + 1;
+        return 0;
+    }
+    enum tm_add_result res;
+    if (tm_agg_add(p->agg, m->partition, m->offset, &ev, tm_now_ms(), tm_store_lookup_window,
+                   p->store, &res, &err) < 0) {
+        tm_event_clear(&ev);
+        store_failed(p, &err);
+        return -1;
+    }
+    switch (res) {
+    case TM_ADD_COUNTED:
+        atomic_fetch_add(&p->counted, 1);
+        break;
+    case TM_ADD_DUPLICATE:
+        atomic_fetch_add(&p->duplicates, 1);
+        tm_debug("window", "partition %d offset %lld already counted (replay)", (int)m->partition,
+                 (long long)m->offset);
+        break;
+    case TM_ADD_LATE:
+        dead_letter(p, m, TM_REJECT_LATE, "late",
+                    "its window was already closed and written (event time behind the "
+                    "watermark plus the allowed lateness)");
+        break;
+    case TM_ADD_FOREIGN:
+        dead_letter(p, m, TM_REJECT_FOREIGN_PARTITION, "foreign_partition",
+                    "its window was written from another partition (wrong message key?)");
+        break;
+    }
+    tm_event_clear(&ev);
+    pp->next = m->offset + 1;
+    return 0;
+}
+
+/* Seek @p partition back to @p offset and pause the whole assignment until
+ * the store answers again. */
+static void rewind_and_pause(struct proc *p, const rd_kafka_message_t *m)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+        m->offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, l, 5000);
+    if (e) {
+        tm_error_log("kafka", "seek back failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(p->consumer, &a) == 0 && a) {
+        rd_kafka_pause_partitions(p->consumer, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    p->paused_for_store = true;
+}
+
+static void resume_if_paused(struct proc *p)
+{
+    if (!p->paused_for_store)
+        return;
+    if (p->store_retry_at && tm_mono_ms() < p->store_retry_at)
+        return;
+    struct tm_error err;
+    if (tm_store_ping(p->store, &err) < 0) {
+        store_failed(p, &err);
+        return;
+    }
+    store_healthy(p);
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(p->consumer, &a) == 0 && a) {
+        rd_kafka_resume_partitions(p->consumer, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    p->paused_for_store = false;
+}
+
+static bool kafka_error_is_outage(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+           e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+           e == RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE;
+}
+
+/* Kafka reported an outage: find out when it is over (an idle topic brings
+ * no message to tell us). */
+static void probe_kafka(struct proc *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool down = p->kafka_error[0] != '\0';
+    pthread_mutex_unlock(&p->mu);
+    int64_t now = tm_mono_ms();
+    if (!down || now - p->last_kafka_probe < 2000)
+        return;
+    p->last_kafka_probe = now;
+    const struct rd_kafka_metadata *md;
+    if (rd_kafka_metadata(p->consumer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        kafka_healthy(p);
+    }
+}
+
+/* -------------------------------------------------------------- sampler */
+
+static bson_t *sample_doc(const struct tm_gpu_sample *s)
+{
+    bson_t *d = bson_new();
+    BSON_APPEND_UTF8(d, "host", s->host);
+    BSON_APPEND_INT32(d, "gpu_index", s->gpu_index);
+#define OPT_STR(bit, key, v)                                                                       \
+    if (s->valid & (bit))                                                                          \
+        BSON_APPEND_UTF8(d, key, v);                                                               \
+    else                                                                                           \
+        BSON_APPEND_NULL(d, key)
+#define OPT_NUM(bit, key, v)                                                                       \
+    if (s->valid & (bit))                                                                          \
+        BSON_APPEND_DOUBLE(d, key, v);                                                             \
+    else                                                                                           \
+        BSON_APPEND_NULL(d, key)
+    OPT_STR(TM_GPU_UUID, "uuid", s->uuid);
+    OPT_STR(TM_GPU_NAME, "name", s->name);
+    OPT_NUM(TM_GPU_UTIL, "utilization", s->utilization);
+    OPT_NUM(TM_GPU_MEM_USED, "mem_used_mb", s->mem_used_mb);
+    OPT_NUM(TM_GPU_MEM_TOTAL, "mem_total_mb", s->mem_total_mb);
+    OPT_NUM(TM_GPU_POWER, "power_w", s->power_w);
+    OPT_NUM(TM_GPU_TEMP, "temperature_c", s->temperature_c);
+    OPT_NUM(TM_GPU_PRICE, "price_per_hour_usd", s->price_per_hour_usd);
+#undef OPT_STR
+#undef OPT_NUM
+    BSON_APPEND_DATE_TIME(d, "ts", s->ts_ms);
+    BSON_APPEND_UTF8(d, "source", s->source);
+    return d;
+}
+
+static void *sampler_main(void *arg)
+{
+    struct proc *p = arg;
+    struct tm_gpu_sample s[MAX_GPUS];
+    while (!*p->stop) {
+        size_t n = 0;
+        struct tm_error err;
+        if (p->gpu && tm_gpu_source_sample(p->gpu, s, MAX_GPUS, &n, &err) == 0) {
+            pthread_mutex_lock(&p->mu);
+            memcpy(p->gpus, s, n * sizeof(*s));
+            p->ngpus = n;
+            p->gpu_error[0] = '\0';
+            pthread_mutex_unlock(&p->mu);
+            bson_t *docs[MAX_GPUS];
+            for (size_t i = 0; i < n; i++)
+                docs[i] = sample_doc(&s[i]);
+            if (tm_store_insert_many(p->store, "gpu_metrics", (const bson_t *const *)docs, n,
+                                     &err) < 0)
+                tm_warn("gpu", "gpu_metrics not written: %s", err.msg);
+            for (size_t i = 0; i < n; i++)
+                bson_destroy(docs[i]);
+        } else if (p->gpu) {
+            set_health(p, p->gpu_error, "gpu: %s", err.msg);
+        }
+        for (long i = 0; i < p->cfg->gpu_sample_seconds * 10 && !*p->stop; i++) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+static int http_health(void *ctx, char **body, const char **ctype)
+{
+    struct proc *p = ctx;
+    json_t *o = json_object(), *reasons = json_array();
+    pthread_mutex_lock(&p->mu);
+    const char *slots[] = {p->kafka_error, p->store_error, p->gpu_error};
+    for (size_t i = 0; i < 3; i++)
+        if (slots[i][0])
+            json_array_append_new(reasons, json_string(slots[i]));
+    json_object_set_new(o, "gpu_source",
+                        json_string(p->gpu ? tm_gpu_source_name(p->gpu) : "none"));
+    pthread_mutex_unlock(&p->mu);
+    bool ok = json_array_size(reasons) == 0;
+    json_object_set_new(o, "status", json_string(ok ? "ok" : "degraded"));
+    json_object_set_new(o, "reasons", reasons);
+    json_object_set_new(o, "windows_pending", json_integer(atomic_load(&p->windows_pending)));
+    *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    *ctype = "application/json";
+    return ok ? 200 : 503;
+}
+
+static void set_opt_num(json_t *o, const char *key, bool has, double v)
+{
+    json_object_set_new(o, key, has ? json_real(v) : json_null());
+}
+
+static int http_gpu_info(void *ctx, char **body, const char **ctype)
+{
+    struct proc *p = ctx;
+    json_t *o = json_object(), *arr = json_array();
+    int64_t now = tm_now_ms();
+    pthread_mutex_lock(&p->mu);
+    json_object_set_new(o, "source", json_string(p->gpu ? tm_gpu_source_name(p->gpu) : "none"));
+    json_object_set_new(o, "error", p->gpu_error[0] ? json_string(p->gpu_error) : json_null());
+    for (size_t i = 0; i < p->ngpus; i++) {
+        const struct tm_gpu_sample *s = &p->gpus[i];
+        json_t *g = json_object();
+        char ts[32];
+        json_object_set_new(g, "host", json_string(s->host));
+        json_object_set_new(g, "gpu_index", json_integer(s->gpu_index));
+        json_object_set_new(g, "uuid", s->valid & TM_GPU_UUID ? json_string(s->uuid) : json_null());
+        json_object_set_new(g, "name", s->valid & TM_GPU_NAME ? json_string(s->name) : json_null());
+        set_opt_num(g, "utilization", s->valid & TM_GPU_UTIL, s->utilization);
+        set_opt_num(g, "mem_used_mb", s->valid & TM_GPU_MEM_USED, s->mem_used_mb);
+        set_opt_num(g, "mem_total_mb", s->valid & TM_GPU_MEM_TOTAL, s->mem_total_mb);
+        set_opt_num(g, "power_w", s->valid & TM_GPU_POWER, s->power_w);
+        set_opt_num(g, "temperature_c", s->valid & TM_GPU_TEMP, s->temperature_c);
+        set_opt_num(g, "price_per_hour_usd", s->valid & TM_GPU_PRICE, s->price_per_hour_usd);
+        json_object_set_new(g, "ts", json_string(tm_format_rfc3339_ms(s->ts_ms, ts, sizeof(ts))));
+        json_object_set_new(g, "age_s", json_real((double)(now - s->ts_ms) / 1000.0));
+        json_object_set_new(g, "source", json_string(s->source));
+        json_array_append_new(arr, g);
+    }
+    pthread_mutex_unlock(&p->mu);
+    json_object_set_new(o, "gpus", arr);
+    *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    *ctype = "application/json";
+    return 200;
+}
+
+static int http_metrics(void *ctx, char **body, const char **ctype)
+{
+    struct proc *p = ctx;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+#define COUNTER(name, help, v)                                                                     \
+    fprintf(f, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %lld\n",               \
+            (long long)atomic_load(&(v)))
+    COUNTER("tokenmeter_events_consumed_total", "Kafka messages read.", p->consumed);
+    COUNTER("tokenmeter_events_counted_total", "Valid events counted in a window.", p->counted);
+    COUNTER("tokenmeter_events_duplicate_total", "Replayed events already counted.",
+            p->duplicates);
+    COUNTER("tokenmeter_windows_written_total", "token_usage documents acknowledged.",
+            p->windows_written);
+    COUNTER("tokenmeter_store_errors_total", "Failed MongoDB operations (retried).",
+            p->store_errors);
+    COUNTER("tokenmeter_commits_total", "Offset commits.", p->commits);
+    COUNTER("tokenmeter_dead_letters_failed_total", "Dead letters Kafka did not acknowledge.",
+            p->dlq_failed);
+#undef COUNTER
+    fprintf(f, "# HELP tokenmeter_dead_letters_total Messages sent to the dead-letter topic, "
+               "by reason.\n# TYPE tokenmeter_dead_letters_total counter\n");
+    long long total = 0;
+    for (int r = TM_REJECT_EMPTY; r <= TM_REJECT__COUNT; r++) {
+        long long v = atomic_load(&p->dead[r]);
+        total += v;
+        fprintf(f, "tokenmeter_dead_letters_total{reason=\"%s\"} %lld\n",
+                r == DEAD_STORE_REJECTED ? "store_rejected" : tm_reject_name(r), v);
+    }
+    fprintf(f, "# HELP tokenmeter_dead_letters_all_total All dead letters.\n"
+               "# TYPE tokenmeter_dead_letters_all_total counter\n"
+               "tokenmeter_dead_letters_all_total %lld\n", total);
+    fprintf(f, "# HELP tokenmeter_windows_pending Windows not yet acknowledged by MongoDB.\n"
+               "# TYPE tokenmeter_windows_pending gauge\ntokenmeter_windows_pending %lld\n",
+            (long long)atomic_load(&p->windows_pending));
+    pthread_mutex_lock(&p->mu);
+    fprintf(f, "# HELP tokenmeter_up Health per dependency (1 ok, 0 degraded).\n"
+               "# TYPE tokenmeter_up gauge\n"
+               "tokenmeter_up{dependency=\"kafka\"} %d\ntokenmeter_up{dependency=\"mongodb\"} %d\n"
+               "tokenmeter_up{dependency=\"gpu\"} %d\n",
+            !p->kafka_error[0], !p->store_error[0], !p->gpu_error[0]);
+    pthread_mutex_unlock(&p->mu);
+    fclose(f);
+    *body = buf;
+    *ctype = "text/plain; version=0.0.4";
+    return 200;
+}
+
+static const struct tm_http_route routes[] = {
+    {"/health", http_health},
+    {"/gpu/info", http_gpu_info},
+    {"/metrics", http_metrics},
+};
+
+/* ---------------------------------------------------------------- setup */
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    struct proc *p = opaque;
+    if (kafka_error_is_outage((rd_kafka_resp_err_t)err)) {
+        pthread_mutex_lock(&p->mu);
+        bool was = p->kafka_error[0] != '\0';
+        snprintf(p->kafka_error, sizeof(p->kafka_error), "kafka: %s", reason);
+        pthread_mutex_unlock(&p->mu);
+        if (!was)
+            tm_warn("kafka", "%s (retrying)", reason);
+    } else {
+        tm_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    }
+}
+
+static int setup_kafka(struct proc *p, struct tm_error *err)
+{
+    const struct tm_config *cfg = p->cfg;
+    char errstr[512];
+    rd_kafka_conf_t *c = tm_kafka_conf_new(cfg, err);
+    if (!c)
+        return -1;
+    struct {
+        const char *k, *v;
+    } props[] = {
+        {"group.id", cfg->kafka_group},       {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"}, {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "true"},
+    };
+    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
+        if (rd_kafka_conf_set(c, props[i].k, props[i].v, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            tm_error_set(err, TM_ERR_CONFIG, 0, "%s: %s", props[i].k, errstr);
+            rd_kafka_conf_destroy(c);
+            return -1;
+        }
+    rd_kafka_conf_set_opaque(c, p);
+    rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    rd_kafka_conf_set_error_cb(c, consumer_error_cb);
+    p->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+    if (!p->consumer) {
+        tm_error_set(err, TM_ERR_CONFIG, 0, "Kafka consumer: %s", errstr);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(p->consumer);
+
+    rd_kafka_conf_t *pc = tm_kafka_conf_new(cfg, err);
+    if (!pc)
+        return -1;
+    if (rd_kafka_conf_set(pc, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
+        rd_kafka_conf_set(pc, "acks", "all", errstr, sizeof(errstr))) {
+        tm_error_set(err, TM_ERR_CONFIG, 0, "DLQ producer: %s", errstr);
+        rd_kafka_conf_destroy(pc);
+        return -1;
+    }
+    rd_kafka_conf_set_opaque(pc, p);
+    rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr_cb);
+    p->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
+    if (!p->dlq) {
+        tm_error_set(err, TM_ERR_CONFIG, 0, "DLQ producer: %s", errstr);
+        return -1;
+    }
+    const char *topics[] = {cfg->kafka_topic, cfg->kafka_dlq_topic};
+    struct tm_error te;
+    if (tm_kafka_ensure_topics(p->dlq, topics, 2, (int)cfg->partitions, 10000, &te) < 0)
+        tm_warn("kafka", "cannot make sure the topics exist yet: %s", te.msg);
+
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, cfg->kafka_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(p->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        tm_error_set(err, TM_ERR_KAFKA, e, "subscribe %s: %s", cfg->kafka_topic,
+                     rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
+{
+    struct proc p;
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.stop = stop;
+    pthread_mutex_init(&p.mu, NULL);
+    p.kafka_ok_since = tm_now_ms();
+    struct tm_error err;
+    int rc = TM_EXIT_OK;
+    struct tm_http *http = NULL;
+
+    p.agg = tm_agg_new(cfg->window_seconds * 1000, cfg->lateness_seconds * 1000,
+                       cfg->idle_close_seconds * 1000);
+    p.store = tm_store_open(cfg->mongodb_uri, &err);
+    if (!p.store) {
+        tm_error_log("store", "%s", err.msg);
+        rc = TM_EXIT_USAGE;
+        goto out;
+    }
+    if (tm_store_ensure_indexes(p.store, &err) < 0)
+        store_failed(&p, &err); /* degrade; writes will retry */
+
+    p.gpu = tm_gpu_source_open(cfg->gpu_source, cfg->gpu_seed, cfg->host_name, &err);
+    if (!p.gpu)
+        set_health(&p, p.gpu_error, "gpu: no GPU source works (%s)", err.msg);
+
+    http = tm_http_start(cfg->http_listen, routes, sizeof(routes) / sizeof(routes[0]), &p, &err);
+    if (!http) {
+        tm_error_log("http", "%s", err.msg);
+        rc = TM_EXIT_USAGE;
+        goto out;
+    }
+    tm_info("http", "serving /health, /gpu/info, /metrics on %s (port %d)", cfg->http_listen,
+            tm_http_port(http));
+
+    if (setup_kafka(&p, &err) < 0) {
+        tm_error_log("kafka", "%s", err.msg);
+        rc = TM_EXIT_USAGE;
+        goto out;
+    }
+    if (pthread_create(&p.sampler, NULL, sampler_main, &p) == 0)
+        p.sampler_started = true;
+    tm_info("proc", "consuming %s as group %s; windows of %ld s, lateness %ld s, idle close %ld s",
+            cfg->kafka_topic, cfg->kafka_group, cfg->window_seconds, cfg->lateness_seconds,
+            cfg->idle_close_seconds);
+
+    while (!*stop) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(p.consumer, 100);
+        if (m) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                kafka_healthy(&p);
+                pos_of(&p, m->partition)->next = m->offset;
+                tm_agg_partition_eof(p.agg, m->partition, tm_now_ms());
+            } else if (m->err) {
+                if (kafka_error_is_outage(m->err)) {
+                    consumer_error_cb(p.consumer, m->err, rd_kafka_message_errstr(m), &p);
+                } else if (rd_kafka_fatal_error(p.consumer, NULL, 0)) {
+                    tm_error_log("kafka", "fatal: %s", rd_kafka_message_errstr(m));
+                    rd_kafka_message_destroy(m);
+                    rc = TM_EXIT_FAILURE;
+                    break;
+                } else {
+                    tm_warn("kafka", "consumer: %s", rd_kafka_message_errstr(m));
+                }
+            } else {
+                kafka_healthy(&p);
+                if (handle_message(&p, m) < 0)
+                    rewind_and_pause(&p, m);
+            }
+            rd_kafka_message_destroy(m);
+        }
+        resume_if_paused(&p);
+        probe_kafka(&p);
+        rd_kafka_poll(p.dlq, 0);
+        int64_t now = tm_mono_ms();
+        if (now - p.last_flush >= FLUSH_INTERVAL_MS) {
+            p.last_flush = now;
+            flush_windows(&p, idle_allowed(&p));
+        }
+        if (now - p.last_commit >= COMMIT_INTERVAL_MS) {
+            p.last_commit = now;
+            commit_offsets(&p);
+        }
+    }
+
+    if (rc == TM_EXIT_OK) {
+        tm_info("proc", "stopping: writing closed windows and committing");
+        p.store_retry_at = 0;
+        flush_windows(&p, false);
+        commit_offsets(&p);
+    }
+
+out:
+    *stop = 1;
+    if (p.sampler_started)
+        pthread_join(p.sampler, NULL);
+    if (p.consumer) {
+        rd_kafka_consumer_close(p.consumer);
+        rd_kafka_destroy(p.consumer);
+    }
+    if (p.dlq) {
+        rd_kafka_flush(p.dlq, 10000);
+        rd_kafka_destroy(p.dlq);
+    }
+    tm_http_stop(http);
+    tm_gpu_source_close(p.gpu);
+    tm_store_close(p.store);
+    tm_agg_free(p.agg);
+    free(p.pos);
+    pthread_mutex_destroy(&p.mu);
+    tm_info("proc", "stopped");
+    return rc;
+}
