@@ -5,6 +5,8 @@
 #   3. Apache ZooKeeper 3.9.2 server jars + runtime deps                     -> $CACHE/zookeeper-3.9.2/libs
 #   4. FerretDB v1.24.2 (MongoDB wire protocol server), built with Go        -> $CACHE/bin/ferretdb
 #      (skipped when a `mongod` is on PATH: scripts/stack.sh prefers it)
+#   5. a Python virtual environment with pymongo (PyPI), used by the integration
+#      tests to check MongoDB independently of tokenmeter's own C code  -> $CACHE/venv
 # One line per thing: "ok (cached)" or "installed".
 #
 # Usage: scripts/deps.sh [--no-apt] [--no-servers]
@@ -19,7 +21,7 @@ APT_PACKAGES=(
 	build-essential pkg-config
 	librdkafka-dev libmongoc-dev libbson-dev libmicrohttpd-dev
 	libcmocka-dev libjansson-dev libcurl4-openssl-dev
-	shellcheck clang curl netcat-openbsd
+	shellcheck clang curl netcat-openbsd jq python3 python3-venv
 )
 
 do_apt=1
@@ -29,7 +31,7 @@ for arg in "$@"; do
 	--no-apt) do_apt=0 ;;
 	--no-servers) do_servers=0 ;;
 	-h | --help)
-		sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) tm_die "unknown argument: $arg (try --help)" ;;
@@ -191,6 +193,19 @@ install_ferretdb() {
 	report "ferretdb $TM_FERRETDB_VERSION" "installed"
 }
 
+install_pytools() {
+	local venv="$TM_CACHE/venv"
+	if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import pymongo' 2>/dev/null; then
+		report "python venv + pymongo" "ok (cached)"
+		return 0
+	fi
+	rm -rf "$venv"
+	python3 -m venv "$venv" || tm_die "python3 -m venv failed (is python3-venv installed?)"
+	"$venv/bin/python" -m pip install -q --disable-pip-version-check 'pymongo>=4.6,<5' ||
+		tm_die "pip install pymongo failed"
+	report "python venv + pymongo" "installed"
+}
+
 [[ $do_apt -eq 0 ]] || install_apt
 if [[ $do_servers -eq 1 ]]; then
 	mkdir -p "$TM_CACHE"
@@ -198,5 +213,6 @@ if [[ $do_servers -eq 1 ]]; then
 	install_kafka
 	install_zookeeper
 	install_ferretdb
+	install_pytools
 	printf 'cache: %s\n' "$TM_CACHE"
 fi

@@ -63,3 +63,4 @@ tm_kafka_home() {
 	done
 	return 1
 }
+TM_VENV="$TM_CACHE/venv"

@@ -15,6 +15,10 @@
 #                         kafka.tools.ConsoleProducer, kafka.tools.ConsoleConsumer,
 #                         kafka.admin.ConsumerGroupCommand (pass --bootstrap-server yourself)
 #   env                   print export lines for KAFKA_BOOTSTRAP and MONGODB_URI
+#   processor-start       start `bin/tokenmeter process` in the background (settings from the
+#                         environment; HTTP on 127.0.0.1:8080 unless HTTP_LISTEN says otherwise;
+#                         GPU_SEED defaults to a copy of the example seed), log in logs/processor.log
+#   processor-stop        SIGTERM the processor (it flushes closed windows and commits)
 #
 # Env: TOKENMETER_STATE (default <repo>/.stack: data, logs, pid files), TOKENMETER_CACHE,
 #      TM_KAFKA_PORT (9092), TM_KAFKA_CONTROLLER_PORT (9093, KRaft), TM_ZK_PORT (2181),
@@ -42,7 +46,7 @@ for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$ZK_PORT" "$MONGO_PORT" "$HEALTH_TIME
 done
 
 usage() {
-	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------- process helpers
@@ -455,7 +459,37 @@ cmd_up() {
 		"$HOST" "$KAFKA_PORT" "$HOST" "$MONGO_PORT"
 }
 
+# The processor of the local stack. Its command line names $STATE/gpu_seed.json, which
+# is what is_ours() recognises.
+cmd_processor_start() {
+	local pid bin="$TM_REPO/bin/tokenmeter" seed="$STATE/gpu_seed.json" i
+	if pid="$(running_pid processor)"; then
+		printf '%-10s running (pid %s, already)\n' processor "$pid"
+		return 0
+	fi
+	[[ -x "$bin" ]] || tm_die "$bin is missing: run 'make' first"
+	if [[ ! -f "$seed" ]]; then
+		cp "${GPU_SEED:-$TM_REPO/config/gpu_seed.json}" "$seed"
+	fi
+	HTTP_LISTEN="${HTTP_LISTEN:-127.0.0.1:8080}" \
+		KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$HOST:$KAFKA_PORT}" \
+		MONGODB_URI="${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/tokenmeter}" \
+		nohup "$bin" process --gpu-seed "$seed" >>"$LOGS/processor.log" 2>&1 9>&- &
+	pid=$!
+	printf '%s\n' "$pid" >"$(pidfile processor)"
+	for ((i = 0; i < 40; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 20 "$LOGS/processor.log" >&2
+			tm_die "processor exited at start (see $LOGS/processor.log)"
+		fi
+		grep -q 'consuming ' "$LOGS/processor.log" 2>/dev/null && break
+		sleep 0.25
+	done
+	printf '%-10s running (pid %s, log %s)\n' processor "$pid" "$LOGS/processor.log"
+}
+
 cmd_down() {
+	stop_service processor processor
 	stop_service kafka kafka
 	stop_service zookeeper zookeeper
 	stop_service mongo mongo
@@ -473,6 +507,7 @@ status_line() {
 cmd_status() {
 	local impl=ferretdb
 	[[ -f "$STATE/mongo/impl" ]] && impl="$(<"$STATE/mongo/impl")"
+	status_line processor "${HTTP_LISTEN:-127.0.0.1:8080}"
 	status_line zookeeper "$HOST:$ZK_PORT"
 	status_line kafka "$HOST:$KAFKA_PORT" " ($(kafka_mode) mode)"
 	status_line mongo "$HOST:$MONGO_PORT" " ($impl)"
@@ -521,6 +556,8 @@ main() {
 	mongo-stop) stop_service mongo mongo ;;
 	mongo-start) start_mongo ;;
 	topics) cmd_topics ;;
+	processor-start) cmd_processor_start ;;
+	processor-stop) stop_service processor processor ;;
 	kafka-topics) topic_tool "$@" ;;
 	kafka-class)
 		[[ $# -gt 0 ]] || tm_die "kafka-class: name a class, e.g. kafka.tools.ConsoleProducer"
