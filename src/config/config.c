@@ -240,7 +240,7 @@ int tm_config_parse_args(struct tm_config *cfg, int argc, char **argv,
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c >= 1000 && c < 1000 + (int)NROWS) {
             if (tm_config_set_flag(cfg, rows[c - 1000].flag, optarg, err) < 0)
                 return -1;

@@ -88,6 +88,7 @@ typedef int tm_config_extra_fn(void *ctx, int val, const char *arg, struct tm_er
  *        (over the environment), plus the subcommand's @p extra options
  *        (terminated by a zeroed entry; their `val` must be < 1000), handed to
  *        @p on_extra.  Then tm_config_finish() and tm_config_validate().
+ * Options and operands may come in any order (GNU getopt permutes argv).
  * @returns the index of the first non-option argument, or -1 (TM_ERR_CONFIG).
  */
 int tm_config_parse_args(struct tm_config *cfg, int argc, char **argv,

@@ -785,6 +785,7 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
                 kafka_healthy(&p);
                 if (handle_message(&p, m) < 0)
                     rewind_and_pause(&p, m);
+                atomic_store(&p.windows_pending, (long long)tm_agg_pending(p.agg));
             }
             rd_kafka_message_destroy(m);
         }
