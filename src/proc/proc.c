@@ -41,6 +41,7 @@ struct part_pos {
     int64_t next;      /* last offset read + 1, -1 = nothing read */
     int64_t committed; /* last offset committed by us, -1 = none */
     bool assigned;
+    bool eof_seen; /* the consumer reached the end once since the assignment */
 };
 
 struct proc {
@@ -222,11 +223,29 @@ static void dead_letter_window(struct proc *p, const struct tm_window *w,
     bson_destroy(&doc);
 }
 
+/* Tell the aggregator which partitions are caught up: handled up to the
+ * high watermark of the last fetch (a cached value, no broker round trip). */
+static void update_caught_up(struct proc *p)
+{
+    for (int i = 0; i < p->npos; i++) {
+        struct part_pos *pp = &p->pos[i];
+        int64_t lo = -1, hi = -1;
+        bool caught = false;
+        if (pp->assigned && pp->eof_seen && pp->next >= 0 &&
+            rd_kafka_get_watermark_offsets(p->consumer, p->cfg->kafka_topic, i, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR)
+            caught = hi >= 0 && pp->next >= hi;
+        tm_agg_partition_caught_up(p->agg, i, caught);
+    }
+}
+
 /* Write the windows that closed.  Returns 0 when nothing is left unwritten. */
 static int flush_windows(struct proc *p, bool idle_allowed)
 {
     if (p->store_retry_at && tm_mono_ms() < p->store_retry_at)
         return -1;
+    if (idle_allowed)
+        update_caught_up(p);
     struct tm_window **ws;
     size_t n = tm_agg_take_closed(p->agg, tm_now_ms(), idle_allowed, false, &ws);
     int rc = 0;
@@ -355,8 +374,9 @@ static int handle_message(struct proc *p, rd_kafka_message_t *m)
         return 0;
     }
     enum tm_add_result res;
-    if (tm_agg_add(p->agg, m->partition, m->offset, &ev, tm_now_ms(), tm_store_lookup_window,
-                   p->store, &res, &err) < 0) {
+    const struct tm_window_store_ops ops = {tm_store_lookup_window, tm_store_window_frontier,
+                                            p->store};
+    if (tm_agg_add(p->agg, m->partition, m->offset, &ev, tm_now_ms(), &ops, &res, &err) < 0) {
         tm_event_clear(&ev);
         store_failed(p, &err);
         return -1;
@@ -769,7 +789,7 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 kafka_healthy(&p);
                 pos_of(&p, m->partition)->next = m->offset;
-                tm_agg_partition_eof(p.agg, m->partition, tm_now_ms());
+                pos_of(&p, m->partition)->eof_seen = true;
             } else if (m->err) {
                 if (kafka_error_is_outage(m->err)) {
                     consumer_error_cb(p.consumer, m->err, rd_kafka_message_errstr(m), &p);

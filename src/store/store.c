@@ -25,6 +25,9 @@ static void mongoc_log_to_tm(mongoc_log_level_t level, const char *domain, const
                              void *ud)
 {
     (void)ud;
+    /* FerretDB has no sessions; the driver's goodbye is noise there. */
+    if (strstr(message, "endSessions"))
+        return;
     int l = level <= MONGOC_LOG_LEVEL_CRITICAL ? TM_LOG_ERROR
             : level == MONGOC_LOG_LEVEL_WARNING ? TM_LOG_WARN
             : level <= MONGOC_LOG_LEVEL_INFO    ? TM_LOG_INFO
@@ -343,6 +346,45 @@ int tm_store_lookup_window(void *ctx, const char *host, int gpu_index, int64_t s
     bson_destroy(&opts);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(st->pool, c);
+    return rc;
+}
+
+struct frontier_ctx {
+    bool found;
+    int64_t end_ms;
+};
+
+static int frontier_doc(void *ctx, const bson_t *doc)
+{
+    struct frontier_ctx *f = ctx;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "window_end") && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        f->found = true;
+        f->end_ms = bson_iter_date_time(&it);
+    }
+    return 1;
+}
+
+int tm_store_window_frontier(void *ctx, const char *host, int gpu_index, bool *found,
+                             int64_t *end_ms, struct tm_error *err)
+{
+    struct tm_store *st = ctx;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort, proj;
+    BSON_APPEND_UTF8(&filter, "host", host);
+    BSON_APPEND_INT32(&filter, "gpu_index", gpu_index);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "window_start", -1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    BSON_APPEND_INT32(&proj, "window_end", 1);
+    bson_append_document_end(&opts, &proj);
+    struct frontier_ctx f = {false, 0};
+    int rc = tm_store_each(st, "token_usage", &filter, &opts, frontier_doc, &f, err);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    *found = f.found;
+    *end_ms = f.end_ms;
     return rc;
 }
 

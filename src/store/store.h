@@ -79,6 +79,11 @@ int tm_store_lookup_window(void *ctx, const char *host, int gpu_index, int64_t s
                            bool *found, int32_t *partition, int64_t *offset_max,
                            struct tm_error *err);
 
+/** @brief tm_window_frontier_fn over token_usage (ctx = struct tm_store *): the
+ *         latest window_end of the GPU, by the {host, gpu_index, window_start} index. */
+int tm_store_window_frontier(void *ctx, const char *host, int gpu_index, bool *found,
+                             int64_t *end_ms, struct tm_error *err);
+
 /**
  * @brief Insert documents into @p collection (e.g. gpu_metrics).
  * @param docs  borrowed.  n == 0 is a no-op.  0 or -1 (TM_ERR_STORE).

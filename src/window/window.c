@@ -21,13 +21,15 @@ struct gpu_state {
     bool has_wm;
     int64_t wm_ms;           /* largest ts seen: the GPU's watermark */
     int64_t last_event_wall; /* wall clock of its last event */
+    bool frontier_known;     /* frontier_ms was asked from the store */
+    int64_t frontier_ms;     /* end of the latest window written for it, or INT64_MIN */
     struct tm_window **wins; /* ordered by start_ms */
     size_t nwins, cap;
 };
 
 struct part_state {
     int32_t partition;
-    int64_t eof_wall; /* wall clock of the last end-of-partition, -1 = none */
+    bool caught_up; /* read up to the high watermark (see tm_agg_partition_caught_up) */
     struct gpu_state **gpus;
     size_t ngpus, cap;
 };
@@ -107,7 +109,6 @@ static struct part_state *get_part(struct tm_agg *agg, int32_t partition)
         return p;
     p = tm_xcalloc(1, sizeof(*p));
     p->partition = partition;
-    p->eof_wall = -1;
     if (agg->nparts == agg->cap) {
         agg->cap = agg->cap ? agg->cap * 2 : 8;
         agg->parts = tm_xrealloc(agg->parts, agg->cap * sizeof(*agg->parts));
@@ -212,13 +213,23 @@ static void count(struct tm_window *w, int64_t offset, const struct tm_event *ev
 /* ------------------------------------------------------------------ adding */
 
 int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const struct tm_event *ev,
-               int64_t now_ms, tm_window_lookup_fn *lookup, void *ctx,
+               int64_t now_ms, const struct tm_window_store_ops *store,
                enum tm_add_result *res, struct tm_error *err)
 {
     int64_t start = tm_agg_window_start(agg, ev->ts_ms);
     struct part_state *p = get_part(agg, partition);
     struct gpu_state *g = get_gpu(p, ev->host, ev->gpu_index);
     struct tm_window *w = find_window(g, start);
+
+    if (!g->frontier_known) {
+        bool found = false;
+        int64_t end = INT64_MIN;
+        if (store && store->frontier &&
+            store->frontier(store->ctx, ev->host, ev->gpu_index, &found, &end, err) < 0)
+            return -1;
+        g->frontier_ms = found ? end : INT64_MIN;
+        g->frontier_known = true;
+    }
 
     if (w && w->state != TM_WIN_OPEN) {
         /* closed in this session: replayed (<= offset_max) or late */
@@ -229,8 +240,10 @@ int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const stru
         bool found = false;
         int32_t owner = partition;
         int64_t stored_max = -1;
-        if (lookup && lookup(ctx, ev->host, ev->gpu_index, start, &found, &owner, &stored_max,
-                             err) < 0)
+        /* A window past the GPU's frontier cannot have been written. */
+        if (store && store->lookup && start < g->frontier_ms &&
+            store->lookup(store->ctx, ev->host, ev->gpu_index, start, &found, &owner,
+                          &stored_max, err) < 0)
             return -1;
         if (found) {
             if (owner != partition)
@@ -254,9 +267,11 @@ int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const stru
     return 0;
 }
 
-void tm_agg_partition_eof(struct tm_agg *agg, int32_t partition, int64_t now_ms)
+void tm_agg_partition_caught_up(struct tm_agg *agg, int32_t partition, bool caught_up)
 {
-    get_part(agg, partition)->eof_wall = now_ms;
+    struct part_state *p = find_part(agg, partition);
+    if (p)
+        p->caught_up = caught_up;
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -264,7 +279,7 @@ void tm_agg_partition_eof(struct tm_agg *agg, int32_t partition, int64_t now_ms)
 static bool gpu_idle(const struct tm_agg *agg, const struct part_state *p,
                      const struct gpu_state *g, int64_t now_ms)
 {
-    return p->eof_wall >= g->last_event_wall && now_ms - g->last_event_wall >= agg->idle_ms;
+    return p->caught_up && now_ms - g->last_event_wall >= agg->idle_ms;
 }
 
 size_t tm_agg_take_closed(struct tm_agg *agg, int64_t now_ms, bool idle_allowed, bool all,
@@ -309,6 +324,8 @@ void tm_agg_persisted(struct tm_agg *agg, struct tm_window *w)
             g = p->gpus[i];
     if (!g)
         return;
+    if (w->end_ms > g->frontier_ms)
+        g->frontier_ms = w->end_ms;
     /* Keep only the newest KEEP_PERSISTED written windows; older ones are
      * answered by the store lookup if they ever come up again. */
     size_t persisted = 0;

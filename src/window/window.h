@@ -16,8 +16,9 @@
  * replaying different traces), so a per-GPU watermark keeps one host's
  * progress from making another host's events late.  A window closes when its
  * GPU's watermark reaches end + allowed lateness, or when the GPU was idle
- * for `idle_ms` of wall-clock time while the partition was caught up (an EOF
- * seen after the GPU's last event): an outage or a backlog is not idleness.
+ * for `idle_ms` of wall-clock time while its partition is caught up (nothing
+ * left to read up to the broker's high watermark): an outage or a backlog is
+ * not idleness.
  *
  * Exactly-once.  A closed window is written whole with a deterministic _id
  * and the largest offset it includes (`offset_max`), and the commit offset of
@@ -80,6 +81,26 @@ typedef int tm_window_lookup_fn(void *ctx, const char *host, int gpu_index, int6
                                 bool *found, int32_t *partition, int64_t *offset_max,
                                 struct tm_error *err);
 
+/**
+ * Ask the store for the end (ms) of the latest window written for GPU
+ * (host, gpu_index), whoever wrote it.  Set *found.  Return 0, or -1 with
+ * @p err when the store cannot answer now.
+ */
+typedef int tm_window_frontier_fn(void *ctx, const char *host, int gpu_index, bool *found,
+                                  int64_t *end_ms, struct tm_error *err);
+
+/**
+ * How the aggregator asks the store about windows it does not hold.  It asks
+ * for a GPU's frontier once (the first time it sees the GPU) and looks up a
+ * single window only when that window starts before the frontier: in steady
+ * state every new window is past it, so no lookup is made.
+ */
+struct tm_window_store_ops {
+    tm_window_lookup_fn *lookup;
+    tm_window_frontier_fn *frontier;
+    void *ctx;
+};
+
 struct tm_agg;
 
 /**
@@ -99,16 +120,22 @@ int64_t tm_agg_window_start(const struct tm_agg *agg, int64_t ts_ms);
  * @brief Count one valid event read at (@p partition, @p offset).
  * @param ev      borrowed
  * @param now_ms  wall clock, ms (for idleness)
- * @param lookup  consulted only for a window the aggregator does not hold
- * @returns 0 with *res set, or -1 when the lookup failed: nothing changed,
- *          the caller must retry the same event later.
+ * @param store   consulted only for windows the aggregator does not hold;
+ *                NULL: nothing was ever written (tests)
+ * @returns 0 with *res set, or -1 when the store could not answer: nothing
+ *          changed, the caller must retry the same event later.
  */
 int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const struct tm_event *ev,
-               int64_t now_ms, tm_window_lookup_fn *lookup, void *ctx,
+               int64_t now_ms, const struct tm_window_store_ops *store,
                enum tm_add_result *res, struct tm_error *err);
 
-/** @brief Note that @p partition was read to its end at wall time @p now_ms. */
-void tm_agg_partition_eof(struct tm_agg *agg, int32_t partition, int64_t now_ms);
+/**
+ * @brief Tell whether @p partition is caught up right now: every message up
+ *        to its high watermark was handled (the consumer's position equals
+ *        the broker's end).  Only then can a GPU's silence be idleness rather
+ *        than a backlog still to read.
+ */
+void tm_agg_partition_caught_up(struct tm_agg *agg, int32_t partition, bool caught_up);
 
 /**
  * @brief Move every window that closed (watermark; idleness too when

@@ -294,7 +294,7 @@ static void case_19_zero_tokens(void **state)
     for (int i = 0; i < 3; i++) {
         struct tm_event ev = {.ts_ms = W_START_MS + 10000 * (i + 1), .host = "node-1",
                               .model = "model-a"};
-        assert_int_equal(tm_agg_add(agg, 0, i, &ev, 0, NULL, NULL, &res, &err), 0);
+        assert_int_equal(tm_agg_add(agg, 0, i, &ev, 0, NULL, &res, &err), 0);
         assert_int_equal(res, TM_ADD_COUNTED);
     }
     struct tm_window **ws;
