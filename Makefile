@@ -23,6 +23,8 @@ VARIANT  := default
 endif
 
 B        := build/$(VARIANT)
+TM_SHARED ?= $(abspath ../shared)
+export TM_SHARED
 LIB_SRC  := $(filter-out src/cmd/%,$(wildcard src/*/*.c))
 CMD_SRC  := $(wildcard src/cmd/*.c)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
@@ -56,7 +58,7 @@ $(B)/tests/%: tests/unit/%.c $(B)/libtm.a $(wildcard tests/unit/*.h)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(B)/libtm.a $(LDLIBS) -lcmocka
 
 test-unit: $(UNIT_BIN) $(BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; TM_SHARED=$(abspath ../shared) $$t; done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 test-integration: $(BIN)
 	TM_BIN=$(abspath $(BIN)) tests/integration/run.sh
