@@ -507,6 +507,7 @@ static void *sampler_main(void *arg)
 {
     struct proc *p = arg;
     struct tm_gpu_sample s[MAX_GPUS];
+    bool metrics_failing = false;
     while (!*p->stop) {
         size_t n = 0;
         struct tm_error err;
@@ -519,9 +520,17 @@ static void *sampler_main(void *arg)
             bson_t *docs[MAX_GPUS];
             for (size_t i = 0; i < n; i++)
                 docs[i] = sample_doc(&s[i]);
+            /* Logged once per outage: the window writer reports MongoDB's health. */
             if (tm_store_insert_many(p->store, "gpu_metrics", (const bson_t *const *)docs, n,
-                                     &err) < 0)
-                tm_warn("gpu", "gpu_metrics not written: %s", err.msg);
+                                     &err) < 0) {
+                if (!metrics_failing)
+                    tm_warn("gpu", "gpu_metrics not written (samples dropped until MongoDB is "
+                                   "back): %s", err.msg);
+                metrics_failing = true;
+            } else if (metrics_failing) {
+                tm_info("gpu", "gpu_metrics written again");
+                metrics_failing = false;
+            }
             for (size_t i = 0; i < n; i++)
                 bson_destroy(docs[i]);
         } else if (p->gpu) {

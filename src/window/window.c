@@ -173,7 +173,7 @@ static void add_model(struct tm_window *w, const struct tm_event *ev)
     for (size_t i = 0; i < w->nmodels && !m; i++)
         if (strcmp(w->models[i].model, name) == 0)
             m = &w->models[i];
-    if (!m && w->nmodels == TM_WINDOW_MAX_MODELS) {
+    if (!m && w->nmodels >= TM_WINDOW_MAX_MODELS) {
         name = "(other)"; /* bounded document size (CASE-14) */
         for (size_t i = 0; i < w->nmodels && !m; i++)
             if (strcmp(w->models[i].model, name) == 0)

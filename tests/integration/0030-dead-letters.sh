@@ -16,12 +16,8 @@ ev() { printf '{"ts":"2025-03-09T08:00:%s","host":"node-1","gpu_index":0,"model"
 } | produce_raw || fail "console producer failed"
 wait_for "settled 7" 60
 
-got=$(mq window node-1 0 2025-03-09T08:00:00Z)
-info "W: $got"
-read -r req tok tps cpt <<<"$got"
-[[ "$req" == 2 && "$tok" == 200 ]] || fail "W: requests/tokens $req/$tok, want 2/200"
-"$PY" -c "import sys; t,c=float('$tps'),float('$cpt'); sys.exit(not(abs(t-200/60)<1e-9 and abs(c-0.0003)<1e-12))" ||
-	fail "W: tps $tps cost_per_token $cpt, want 3.333.. and 0.0003"
+info "W $(mq expect-window node-1 0 2025-03-09T08:00:00Z 2 200 3.3333333333333335 0.0003)" ||
+	fail "W: want requests 2, tokens 200, tps 3.333.., cost_per_token 0.0003"
 [[ $(metric tokenmeter_dead_letters_all_total) -eq 5 ]] || fail "/metrics dead letters $(metric tokenmeter_dead_letters_all_total), want 5"
 
 dlq_dump >"$WORK/dlq.txt"

@@ -3,7 +3,8 @@
 usage: mq.py COMMAND [ARGS]   (database from $MONGODB_URI)
   sums                    requests prompt completion over token_usage
   dump                    every token_usage document, canonical JSON, sorted by _id
-  window HOST GPU START   one window (START = RFC 3339) as "requests tokens tps cost_per_token"
+  expect-window HOST GPU START REQUESTS TOKENS TPS COST_PER_TOKEN
+                          that window has those values (floats: relative 1e-9; "null")
   check-formulas          every document obeys DESIGN 3.3 (exit 1 otherwise)
   count COLLECTION        number of documents
   dropdb                  drop the test database
@@ -39,15 +40,22 @@ def main(argv):
     elif cmd == "dump":
         for d in tu.find({}).sort("_id", 1):
             print(json_util.dumps(d, sort_keys=True))
-    elif cmd == "window":
+    elif cmd == "expect-window":
         start = datetime.datetime.fromisoformat(argv[4].replace("Z", "+00:00"))
         ms = int(start.timestamp() * 1000)
         d = tu.find_one({"_id": f"{argv[2]}/{argv[3]}/{ms}"})
         if d is None:
-            print("none")
-            return 0
-        cpt = d["cost_per_token"]
-        print(d["requests"], d["tokens"], repr(d["tps"]), "null" if cpt is None else repr(cpt))
+            print(f"no window {argv[2]}/{argv[3]} at {argv[4]}", file=sys.stderr)
+            return 1
+        want_cpt = None if argv[8] == "null" else float(argv[8])
+        got = (d["requests"], d["tokens"], d["tps"], d["cost_per_token"])
+        ok = (d["requests"] == int(argv[5]) and d["tokens"] == int(argv[6])
+              and close(d["tps"], float(argv[7]))
+              and (d["cost_per_token"] is None if want_cpt is None
+                   else d["cost_per_token"] is not None and close(d["cost_per_token"], want_cpt)))
+        print(f"{argv[4]}: requests {got[0]}, tokens {got[1]}, tps {got[2]!r}, "
+              f"cost_per_token {got[3]!r}" + ("" if ok else f"  WANT {argv[5:9]}"))
+        return 0 if ok else 1
     elif cmd == "check-formulas":
         bad = 0
         n = 0
