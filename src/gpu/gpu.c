@@ -29,7 +29,7 @@ static const struct tm_gpu_source_ops *find_backend(const char *name)
     return NULL;
 }
 
-static struct tm_gpu_source *try_open(const char *name, const char *seed_path, const char *host,
+static struct tm_gpu_source *try_open(const char *name, const struct tm_gpu_open_args *args,
                                       struct tm_error *err)
 {
     const struct tm_gpu_source_ops *ops = find_backend(name);
@@ -39,7 +39,7 @@ static struct tm_gpu_source *try_open(const char *name, const char *seed_path, c
         return NULL;
     }
     void *priv = NULL;
-    if (ops->open(&priv, seed_path, host, err) < 0)
+    if (ops->open(&priv, args, err) < 0)
         return NULL;
     struct tm_gpu_source *src = tm_xcalloc(1, sizeof(*src));
     src->ops = ops;
@@ -47,14 +47,14 @@ static struct tm_gpu_source *try_open(const char *name, const char *seed_path, c
     return src;
 }
 
-struct tm_gpu_source *tm_gpu_source_open(const char *name, const char *seed_path,
-                                         const char *host, struct tm_error *err)
+struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_open_args *args,
+                                         struct tm_error *err)
 {
     if (strcmp(name, "auto") != 0)
-        return try_open(name, seed_path, host, err);
+        return try_open(name, args, err);
     for (size_t i = 0; i < sizeof(auto_order) / sizeof(auto_order[0]); i++) {
         struct tm_error e;
-        struct tm_gpu_source *src = try_open(auto_order[i], seed_path, host, &e);
+        struct tm_gpu_source *src = try_open(auto_order[i], args, &e);
         if (src) {
             tm_info("gpu", "GPU source: %s", auto_order[i]);
             return src;
@@ -66,16 +66,15 @@ struct tm_gpu_source *tm_gpu_source_open(const char *name, const char *seed_path
     return NULL;
 }
 
-int tm_gpu_source_sample(struct tm_gpu_source *src, struct tm_gpu_sample *out, size_t max,
-                         size_t *n, struct tm_error *err)
+int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struct tm_error *err)
 {
-    *n = 0;
-    if (src->ops->sample(src->priv, out, max, n, err) < 0)
+    memset(out, 0, sizeof(*out));
+    if (src->ops->poll(src->priv, out, err) < 0)
         return -1;
     int64_t now = tm_now_ms();
-    for (size_t i = 0; i < *n; i++) {
-        out[i].ts_ms = now;
-        out[i].source = src->ops->name;
+    for (size_t i = 0; i < out->n; i++) {
+        out->samples[i].ts_ms = now;
+        out->samples[i].source = src->ops->name;
     }
     return 0;
 }

@@ -44,14 +44,41 @@ struct tm_gpu_sample {
     const char *source; /* "nvml" | "nvidia-smi" | "seed", static */
 };
 
+/** Most GPUs (or MIG instances) one poll returns: 16 GPUs x 7 MIG slices fit. */
+#define TM_GPU_MAX 128
+
+/** A GPU that could not be read (lost, inaccessible): never a sample of zeros. */
+struct tm_gpu_error {
+    int gpu_index;   /* -1 when unknown */
+    char bus_id[32]; /* e.g. "00000000:0B:00.0", "" when unknown */
+    char msg[224];   /* the driver's or tool's words */
+};
+
+/** One poll of a source: the GPUs read, and those that failed. */
+struct tm_gpu_poll {
+    struct tm_gpu_sample samples[TM_GPU_MAX];
+    size_t n;
+    struct tm_gpu_error errors[TM_GPU_MAX];
+    size_t nerr;
+};
+
+/** What a backend needs to open. Strings are borrowed. */
+struct tm_gpu_open_args {
+    const char *seed_path;  /* gpu_seed.json, may be NULL or "" */
+    const char *host;       /* host stamped on samples */
+    int smi_timeout_ms;     /* deadline of one nvidia-smi run */
+};
+
 struct tm_gpu_source_ops {
     int abi; /* 1 */
     const char *name;
-    /** Open the backend; *priv receives its state.  0 or -1 (TM_ERR_GPU). */
-    int (*open)(void **priv, const char *seed_path, const char *host, struct tm_error *err);
-    /** Fill up to @p max samples; *n = how many.  0 or -1 (TM_ERR_GPU). */
-    int (*sample)(void *priv, struct tm_gpu_sample *out, size_t max, size_t *n,
-                  struct tm_error *err);
+    /** Open the backend; *priv receives its state.  0 or -1 (TM_ERR_GPU, the
+     *  reason it is unavailable, e.g. the dlopen error). */
+    int (*open)(void **priv, const struct tm_gpu_open_args *args, struct tm_error *err);
+    /** Read every GPU into @p out (zeroed by the caller).  Returns 0 when the
+     *  poll produced samples or per-GPU errors, -1 (TM_ERR_GPU) when the
+     *  source failed as a whole (nothing usable). */
+    int (*poll)(void *priv, struct tm_gpu_poll *out, struct tm_error *err);
     void (*close)(void *priv);
 };
 
@@ -63,16 +90,15 @@ struct tm_gpu_source;
  * @brief Open the source named @p name ("auto", "nvml", "nvidia-smi",
  *        "seed"); "auto" tries them in that order and logs once why each
  *        was skipped.
- * @param seed_path  path of gpu_seed.json, borrowed
- * @param host       host name stamped on the samples, borrowed
+ * @param args  borrowed for the call
  * @returns owned, free with tm_gpu_source_close(); NULL when none works.
  */
-struct tm_gpu_source *tm_gpu_source_open(const char *name, const char *seed_path,
-                                         const char *host, struct tm_error *err);
+struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_open_args *args,
+                                         struct tm_error *err);
 
-/** @brief Sample every GPU (see ops->sample).  Stamps ts_ms and source. */
-int tm_gpu_source_sample(struct tm_gpu_source *src, struct tm_gpu_sample *out, size_t max,
-                         size_t *n, struct tm_error *err);
+/** @brief Poll every GPU (see ops->poll).  Zeroes @p out first; stamps
+ *         ts_ms and source on the samples. */
+int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struct tm_error *err);
 
 /** @brief Name of the live backend. */
 const char *tm_gpu_source_name(const struct tm_gpu_source *src);

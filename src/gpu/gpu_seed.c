@@ -12,10 +12,8 @@
 #include "common/mem.h"
 #include "gpu/gpu.h"
 
-#define SEED_MAX 256
-
 struct seed {
-    struct tm_gpu_sample s[SEED_MAX];
+    struct tm_gpu_sample s[TM_GPU_MAX];
     size_t n;
 };
 
@@ -103,8 +101,9 @@ out:
     return n;
 }
 
-static int seed_open(void **priv, const char *seed_path, const char *host, struct tm_error *err)
+static int seed_open(void **priv, const struct tm_gpu_open_args *args, struct tm_error *err)
 {
+    const char *seed_path = args->seed_path, *host = args->host;
     if (!seed_path || !*seed_path) {
         tm_error_set(err, TM_ERR_GPU, 0, "no GPU_SEED file configured");
         return -1;
@@ -128,7 +127,7 @@ static int seed_open(void **priv, const char *seed_path, const char *host, struc
     fclose(f);
     struct seed *s = tm_xcalloc(1, sizeof(*s));
     struct tm_error e;
-    int n = tm_gpu_seed_parse(buf ? buf : "", len, host, s->s, SEED_MAX, &e);
+    int n = tm_gpu_seed_parse(buf ? buf : "", len, host, s->s, TM_GPU_MAX, &e);
     free(buf);
     if (n < 0) {
         tm_error_set(err, TM_ERR_GPU, 0, "GPU_SEED %s: %s", seed_path, e.msg);
@@ -140,13 +139,12 @@ static int seed_open(void **priv, const char *seed_path, const char *host, struc
     return 0;
 }
 
-static int seed_sample(void *priv, struct tm_gpu_sample *out, size_t max, size_t *n,
-                       struct tm_error *err)
+static int seed_poll(void *priv, struct tm_gpu_poll *out, struct tm_error *err)
 {
     (void)err;
     struct seed *s = priv;
-    *n = s->n < max ? s->n : max;
-    memcpy(out, s->s, *n * sizeof(*out));
+    out->n = s->n;
+    memcpy(out->samples, s->s, s->n * sizeof(*out->samples));
     return 0;
 }
 
@@ -159,6 +157,6 @@ const struct tm_gpu_source_ops tm_gpu_seed_ops = {
     .abi = 1,
     .name = "seed",
     .open = seed_open,
-    .sample = seed_sample,
+    .poll = seed_poll,
     .close = seed_close,
 };

@@ -28,7 +28,6 @@
 #include "store/store.h"
 #include "window/window.h"
 
-#define MAX_GPUS 64
 #define STORE_BACKOFF_MIN_MS 250
 #define STORE_BACKOFF_MAX_MS 10000
 #define COMMIT_INTERVAL_MS 1000
@@ -61,7 +60,7 @@ struct proc {
     char store_error[HEALTH_LEN];   /* "" = healthy */
     char gpu_error[HEALTH_LEN];     /* "" = healthy */
     int64_t kafka_ok_since;  /* wall ms since Kafka is healthy */
-    struct tm_gpu_sample gpus[MAX_GPUS];
+    struct tm_gpu_sample gpus[TM_GPU_MAX];
     size_t ngpus;
 
     /* counters for /metrics */
@@ -506,18 +505,19 @@ static bson_t *sample_doc(const struct tm_gpu_sample *s)
 static void *sampler_main(void *arg)
 {
     struct proc *p = arg;
-    struct tm_gpu_sample s[MAX_GPUS];
+    struct tm_gpu_poll *poll = tm_xcalloc(1, sizeof(*poll));
+    struct tm_gpu_sample *s = poll->samples;
     bool metrics_failing = false;
     while (!*p->stop) {
-        size_t n = 0;
         struct tm_error err;
-        if (p->gpu && tm_gpu_source_sample(p->gpu, s, MAX_GPUS, &n, &err) == 0) {
+        if (p->gpu && tm_gpu_source_poll(p->gpu, poll, &err) == 0) {
+            size_t n = poll->n;
             pthread_mutex_lock(&p->mu);
             memcpy(p->gpus, s, n * sizeof(*s));
             p->ngpus = n;
             p->gpu_error[0] = '\0';
             pthread_mutex_unlock(&p->mu);
-            bson_t *docs[MAX_GPUS];
+            bson_t *docs[TM_GPU_MAX];
             for (size_t i = 0; i < n; i++)
                 docs[i] = sample_doc(&s[i]);
             /* Logged once per outage: the window writer reports MongoDB's health. */
@@ -541,6 +541,7 @@ static void *sampler_main(void *arg)
             nanosleep(&ts, NULL);
         }
     }
+    free(poll);
     return NULL;
 }
 
@@ -768,7 +769,8 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
     if (tm_store_ensure_indexes(p.store, &err) < 0)
         store_failed(&p, &err); /* degrade; writes will retry */
 
-    p.gpu = tm_gpu_source_open(cfg->gpu_source, cfg->gpu_seed, cfg->host_name, &err);
+    const struct tm_gpu_open_args gargs = {cfg->gpu_seed, cfg->host_name, 5000};
+    p.gpu = tm_gpu_source_open(cfg->gpu_source, &gargs, &err);
     if (!p.gpu)
         set_health(&p, p.gpu_error, "gpu: no GPU source works (%s)", err.msg);
 
