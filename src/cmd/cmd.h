@@ -15,5 +15,6 @@ enum tm_exit {
 int tm_cmd_produce(int argc, char **argv);
 int tm_cmd_process(int argc, char **argv);
 int tm_cmd_report(int argc, char **argv);
+int tm_cmd_gpu(int argc, char **argv);
 
 #endif

@@ -248,7 +248,7 @@ int tm_cmd_report(int argc, char **argv)
                             num_or_null(t_p + t_c > 0, t_usd / (double)(t_p + t_c) * 1e6));
         json_object_set_new(o, "rows", rows);
         json_object_set_new(o, "total", tot);
-        char *s = json_dumps(o, JSON_INDENT(2));
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
         puts(s);
         free(s);
         json_decref(o);

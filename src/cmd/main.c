@@ -22,6 +22,7 @@ static void usage(FILE *out)
             "            from stdin as token events on Kafka\n"
             "  process   consume token events, meter them per GPU and window, write MongoDB\n"
             "  report    print cost per token per host, GPU and model from MongoDB\n"
+            "  gpu       read the GPUs once (NVML, nvidia-smi or seed) and print them\n"
             "  version   print the version\n\n"
             "`tokenmeter <command> --help` lists the command's options.\n\n",
             TM_VERSION);
@@ -41,6 +42,8 @@ int main(int argc, char **argv)
         return tm_cmd_process(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0)
         return tm_cmd_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "gpu") == 0)
+        return tm_cmd_gpu(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tokenmeter %s\n", TM_VERSION);
         return TM_EXIT_OK;

@@ -3,6 +3,9 @@
  */
 #include "gpu/gpu.h"
 
+#include <jansson.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +13,17 @@
 #include "common/mem.h"
 #include "common/timeutil.h"
 
+#define AUTO_N 3
+
 struct tm_gpu_source {
     const struct tm_gpu_source_ops *ops;
     void *priv;
+    bool auto_mode;
+    size_t rank;                /* auto: index in auto_order of the live backend */
+    char *seed_path, *host;     /* copies of the open arguments, for re-probes */
+    int smi_timeout_ms;
+    char skipped[AUTO_N][256];  /* auto: last reason each better source was skipped */
+    char degraded[320];         /* a better source is there but failing, "" if none */
 };
 
 /* In `auto` order.  nvml and nvidia-smi register here when they land. */
@@ -34,8 +45,8 @@ static struct tm_gpu_source *try_open(const char *name, const struct tm_gpu_open
 {
     const struct tm_gpu_source_ops *ops = find_backend(name);
     if (!ops) {
-        tm_error_set(err, TM_ERR_GPU, 0, "GPU source \"%s\" is not built into this version",
-                     name);
+        tm_error_set(err, TM_ERR_GPU, TM_GPU_ERR_ABSENT,
+                     "GPU source \"%s\" is not built into this version", name);
         return NULL;
     }
     void *priv = NULL;
@@ -47,27 +58,86 @@ static struct tm_gpu_source *try_open(const char *name, const struct tm_gpu_open
     return src;
 }
 
-struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_open_args *args,
-                                         struct tm_error *err)
+/* Auto: try the sources ranked before @p below (all when below = AUTO_N),
+ * best first; log a skip reason only when it changed.  Returns the opened
+ * backend (its rank in *rank) or NULL. */
+static struct tm_gpu_source *auto_probe(struct tm_gpu_source *self, size_t below,
+                                        const struct tm_gpu_open_args *args, size_t *rank,
+                                        struct tm_error *err)
 {
-    if (strcmp(name, "auto") != 0)
-        return try_open(name, args, err);
-    for (size_t i = 0; i < sizeof(auto_order) / sizeof(auto_order[0]); i++) {
+    self->degraded[0] = '\0';
+    for (size_t i = 0; i < below; i++) {
         struct tm_error e;
         struct tm_gpu_source *src = try_open(auto_order[i], args, &e);
         if (src) {
-            tm_info("gpu", "GPU source: %s", auto_order[i]);
+            self->skipped[i][0] = '\0';
+            *rank = i;
             return src;
         }
-        tm_warn("gpu", "GPU source %s skipped: %s", auto_order[i], e.msg);
+        if (strcmp(self->skipped[i], e.msg) != 0) {
+            tm_warn("gpu", "GPU source %s skipped: %s", auto_order[i], e.msg);
+            snprintf(self->skipped[i], sizeof(self->skipped[i]), "%s", e.msg);
+        }
+        /* Present but failing (not merely absent): the host has a GPU we
+         * cannot read, which /health must say (CASE-04). */
+        if (e.code != TM_GPU_ERR_ABSENT && !self->degraded[0])
+            snprintf(self->degraded, sizeof(self->degraded), "%s: %s", auto_order[i], e.msg);
         if (err)
             *err = e;
     }
     return NULL;
 }
 
+struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_open_args *args,
+                                         struct tm_error *err)
+{
+    struct tm_gpu_source *src;
+    if (strcmp(name, "auto") != 0) {
+        src = try_open(name, args, err);
+    } else {
+        struct tm_gpu_source probe = {0};
+        size_t rank = 0;
+        src = auto_probe(&probe, AUTO_N, args, &rank, err);
+        if (src) {
+            memcpy(src->skipped, probe.skipped, sizeof(src->skipped));
+            memcpy(src->degraded, probe.degraded, sizeof(src->degraded));
+            src->auto_mode = true;
+            src->rank = rank;
+            tm_info("gpu", "GPU source: %s", auto_order[rank]);
+        } else if (err && probe.degraded[0]) {
+            tm_error_set(err, TM_ERR_GPU, 0, "%s", probe.degraded);
+        }
+    }
+    if (src) {
+        src->seed_path = tm_xstrdup(args->seed_path ? args->seed_path : "");
+        src->host = tm_xstrdup(args->host);
+        src->smi_timeout_ms = args->smi_timeout_ms;
+    }
+    return src;
+}
+
+/* Auto on a fallback: a better source may have come back (driver reloaded,
+ * nvidia-smi fixed).  Try them before each poll and switch to the best. */
+static void auto_reprobe(struct tm_gpu_source *src)
+{
+    if (!src->auto_mode || src->rank == 0)
+        return;
+    const struct tm_gpu_open_args args = {src->seed_path, src->host, src->smi_timeout_ms};
+    size_t rank;
+    struct tm_gpu_source *better = auto_probe(src, src->rank, &args, &rank, NULL);
+    if (!better)
+        return;
+    tm_info("gpu", "GPU source: %s (was %s)", auto_order[rank], src->ops->name);
+    src->ops->close(src->priv);
+    src->ops = better->ops;
+    src->priv = better->priv;
+    src->rank = rank;
+    free(better);
+}
+
 int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struct tm_error *err)
 {
+    auto_reprobe(src);
     memset(out, 0, sizeof(*out));
     if (src->ops->poll(src->priv, out, err) < 0)
         return -1;
@@ -77,6 +147,11 @@ int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struc
         out->samples[i].source = src->ops->name;
     }
     return 0;
+}
+
+const char *tm_gpu_source_degraded(const struct tm_gpu_source *src)
+{
+    return src->degraded;
 }
 
 const char *tm_gpu_source_name(const struct tm_gpu_source *src)
@@ -89,5 +164,43 @@ void tm_gpu_source_close(struct tm_gpu_source *src)
     if (!src)
         return;
     src->ops->close(src->priv);
+    free(src->seed_path);
+    free(src->host);
     free(src);
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static void set_opt_num(json_t *o, const char *key, bool has, double v)
+{
+    json_object_set_new(o, key, has ? json_real(v) : json_null());
+}
+
+json_t *tm_gpu_sample_json(const struct tm_gpu_sample *s, int64_t now)
+{
+    json_t *g = json_object();
+    char ts[32];
+    json_object_set_new(g, "host", json_string(s->host));
+    json_object_set_new(g, "gpu_index", json_integer(s->gpu_index));
+    json_object_set_new(g, "uuid", s->valid & TM_GPU_UUID ? json_string(s->uuid) : json_null());
+    json_object_set_new(g, "name", s->valid & TM_GPU_NAME ? json_string(s->name) : json_null());
+    set_opt_num(g, "utilization", s->valid & TM_GPU_UTIL, s->utilization);
+    set_opt_num(g, "mem_used_mb", s->valid & TM_GPU_MEM_USED, s->mem_used_mb);
+    set_opt_num(g, "mem_total_mb", s->valid & TM_GPU_MEM_TOTAL, s->mem_total_mb);
+    set_opt_num(g, "power_w", s->valid & TM_GPU_POWER, s->power_w);
+    set_opt_num(g, "temperature_c", s->valid & TM_GPU_TEMP, s->temperature_c);
+    set_opt_num(g, "price_per_hour_usd", s->valid & TM_GPU_PRICE, s->price_per_hour_usd);
+    json_object_set_new(g, "ts", json_string(tm_format_rfc3339_ms(s->ts_ms, ts, sizeof(ts))));
+    json_object_set_new(g, "age_s", json_real((double)(now - s->ts_ms) / 1000.0));
+    json_object_set_new(g, "source", json_string(s->source));
+    return g;
+}
+
+json_t *tm_gpu_error_json(const struct tm_gpu_error *e)
+{
+    json_t *je = json_object();
+    json_object_set_new(je, "gpu_index", e->gpu_index >= 0 ? json_integer(e->gpu_index) : json_null());
+    json_object_set_new(je, "bus_id", e->bus_id[0] ? json_string(e->bus_id) : json_null());
+    json_object_set_new(je, "error", json_string(e->msg));
+    return je;
 }

@@ -69,6 +69,10 @@ struct tm_gpu_open_args {
     int smi_timeout_ms;     /* deadline of one nvidia-smi run */
 };
 
+/** tm_error.code of an open() failure meaning "not installed here" (no
+ *  library, no binary, no seed file), as opposed to present but failing. */
+#define TM_GPU_ERR_ABSENT 1
+
 struct tm_gpu_source_ops {
     int abi; /* 1 */
     const char *name;
@@ -88,8 +92,9 @@ struct tm_gpu_source;
 
 /**
  * @brief Open the source named @p name ("auto", "nvml", "nvidia-smi",
- *        "seed"); "auto" tries them in that order and logs once why each
- *        was skipped.
+ *        "seed"); "auto" tries them in that order, logs once why each was
+ *        skipped, and before every poll on a fallback tries the better ones
+ *        again (switching when one works).
  * @param args  borrowed for the call
  * @returns owned, free with tm_gpu_source_close(); NULL when none works.
  */
@@ -99,6 +104,13 @@ struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_o
 /** @brief Poll every GPU (see ops->poll).  Zeroes @p out first; stamps
  *         ts_ms and source on the samples. */
 int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struct tm_error *err);
+
+/**
+ * @brief In `auto` mode, why a better source than the live one is present but
+ *        failing (e.g. "nvml: Driver/library version mismatch"), or "".
+ *        Borrowed, valid until the next poll.  Not thread-safe.
+ */
+const char *tm_gpu_source_degraded(const struct tm_gpu_source *src);
 
 /** @brief Name of the live backend. */
 const char *tm_gpu_source_name(const struct tm_gpu_source *src);
@@ -114,5 +126,15 @@ void tm_gpu_source_close(struct tm_gpu_source *src);
  */
 int tm_gpu_seed_parse(const char *buf, size_t len, const char *host, struct tm_gpu_sample *out,
                       size_t max, struct tm_error *err);
+
+/**
+ * @brief A sample as a JSON object (DESIGN 2.2 fields; unknown values null,
+ *        `age_s` = (@p now_ms - ts) / 1000).  Returns owned (json_decref).
+ */
+struct json_t;
+struct json_t *tm_gpu_sample_json(const struct tm_gpu_sample *s, int64_t now_ms);
+
+/** @brief An error entry as {gpu_index, bus_id, error}; owned. */
+struct json_t *tm_gpu_error_json(const struct tm_gpu_error *e);
 
 #endif

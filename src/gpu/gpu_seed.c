@@ -3,6 +3,7 @@
  * without a GPU.  Values are hand-written, never measured: every sample says
  * source "seed".  The file is read once at open.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -105,12 +106,16 @@ static int seed_open(void **priv, const struct tm_gpu_open_args *args, struct tm
 {
     const char *seed_path = args->seed_path, *host = args->host;
     if (!seed_path || !*seed_path) {
-        tm_error_set(err, TM_ERR_GPU, 0, "no GPU_SEED file configured");
+        tm_error_set(err, TM_ERR_GPU, TM_GPU_ERR_ABSENT, "no GPU_SEED file configured");
         return -1;
     }
     FILE *f = fopen(seed_path, "rb");
     if (!f) {
         tm_error_errno(err, "GPU_SEED %s", seed_path);
+        if (err && err->code == ENOENT)
+            err->code = TM_GPU_ERR_ABSENT;
+        if (err)
+            err->domain = TM_ERR_GPU;
         return -1;
     }
     char *buf = NULL;

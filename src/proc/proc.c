@@ -22,6 +22,7 @@
 #include "common/mem.h"
 #include "common/timeutil.h"
 #include "gpu/gpu.h"
+#include "gpu/history.h"
 #include "http/http.h"
 #include "kafka/kafka.h"
 #include "msg/event.h"
@@ -62,6 +63,10 @@ struct proc {
     int64_t kafka_ok_since;  /* wall ms since Kafka is healthy */
     struct tm_gpu_sample gpus[TM_GPU_MAX];
     size_t ngpus;
+    struct tm_gpu_error gpu_errors[TM_GPU_MAX];
+    size_t ngpu_errors;
+    char gpu_source[32];            /* live source name, "" = none */
+    struct tm_gpu_history *history; /* samples for the energy join */
 
     /* counters for /metrics */
     atomic_llong consumed, counted, duplicates, windows_written, store_errors, commits,
@@ -78,18 +83,6 @@ struct proc {
 };
 
 #define DEAD_STORE_REJECTED TM_REJECT__COUNT
-
-static void set_health(struct proc *p, char *slot, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_health(struct proc *p, char *slot, const char *fmt, ...)
-{
-    pthread_mutex_lock(&p->mu);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(slot, HEALTH_LEN, fmt, ap);
-    va_end(ap);
-    pthread_mutex_unlock(&p->mu);
-}
 
 static void kafka_healthy(struct proc *p)
 {
@@ -190,12 +183,22 @@ static void dead_letter(struct proc *p, const rd_kafka_message_t *m, int reason_
 
 /* ------------------------------------------------------- flush and commit */
 
+/* The values of a window that come from the GPU samples: power, utilization
+ * and the per-GPU price of the source (a seed file's price_per_hour_usd
+ * overrides PRICE_PER_HOUR_USD for that GPU). */
 static void window_meta(struct proc *p, const struct tm_window *w, struct tm_window_meta *meta)
 {
-    (void)w;
+    struct tm_gpu_window_stats st;
+    pthread_mutex_lock(&p->mu);
+    tm_gpu_history_window(p->history, w->host, w->gpu_index, w->start_ms, w->end_ms, &st);
+    pthread_mutex_unlock(&p->mu);
     memset(meta, 0, sizeof(*meta));
     meta->topic = p->cfg->kafka_topic;
-    meta->price_per_hour_usd = p->cfg->price_per_hour_usd;
+    meta->price_per_hour_usd = st.has_price ? st.price_per_hour_usd : p->cfg->price_per_hour_usd;
+    meta->has_power = st.has_power;
+    meta->avg_power_w = st.avg_power_w;
+    meta->has_utilization = st.has_utilization;
+    meta->avg_utilization = st.avg_utilization;
 }
 
 /* Dead-letter a window document the server refused, as extended JSON, so it
@@ -502,40 +505,76 @@ static bson_t *sample_doc(const struct tm_gpu_sample *s)
     return d;
 }
 
+/* One GPU poll: publish the samples and errors to /gpu/info and /health,
+ * remember them for the energy join, and write them to gpu_metrics. */
+static void sample_once(struct proc *p, struct tm_gpu_poll *poll, bool *metrics_failing)
+{
+    struct tm_error err;
+    const struct tm_gpu_open_args gargs = {p->cfg->gpu_seed, p->cfg->host_name, 5000};
+    if (!p->gpu) {
+        /* No source worked: keep trying, a driver or seed file may appear. */
+        p->gpu = tm_gpu_source_open(p->cfg->gpu_source, &gargs, &err);
+        if (!p->gpu) {
+            pthread_mutex_lock(&p->mu);
+            snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: no GPU source works (%s)", err.msg);
+            p->ngpus = p->ngpu_errors = 0;
+            p->gpu_source[0] = '\0';
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+    }
+    int rc = tm_gpu_source_poll(p->gpu, poll, &err);
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->gpu_source, sizeof(p->gpu_source), "%s", tm_gpu_source_name(p->gpu));
+    if (rc < 0) {
+        snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: %s: %s", p->gpu_source, err.msg);
+        pthread_mutex_unlock(&p->mu);
+        return; /* last samples stay, with their age */
+    }
+    memcpy(p->gpus, poll->samples, poll->n * sizeof(*poll->samples));
+    p->ngpus = poll->n;
+    memcpy(p->gpu_errors, poll->errors, poll->nerr * sizeof(*poll->errors));
+    p->ngpu_errors = poll->nerr;
+    for (size_t i = 0; i < poll->n; i++)
+        tm_gpu_history_add(p->history, &poll->samples[i]);
+    /* A lost GPU or a better source that is there but failing degrades
+     * health; a field that is merely unsupported does not. */
+    const char *degraded = tm_gpu_source_degraded(p->gpu);
+    if (poll->nerr > 0)
+        snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: %zu GPU(s) not readable: %s%s%s",
+                 poll->nerr, poll->errors[0].bus_id[0] ? poll->errors[0].bus_id : "",
+                 poll->errors[0].bus_id[0] ? ": " : "", poll->errors[0].msg);
+    else if (degraded[0])
+        snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: using %s; %s", p->gpu_source, degraded);
+    else
+        p->gpu_error[0] = '\0';
+    pthread_mutex_unlock(&p->mu);
+
+    bson_t *docs[TM_GPU_MAX];
+    for (size_t i = 0; i < poll->n; i++)
+        docs[i] = sample_doc(&poll->samples[i]);
+    /* Logged once per outage: the window writer reports MongoDB's health. */
+    if (tm_store_insert_many(p->store, "gpu_metrics", (const bson_t *const *)docs, poll->n,
+                             &err) < 0) {
+        if (!*metrics_failing)
+            tm_warn("gpu", "gpu_metrics not written (samples dropped until MongoDB is back): %s",
+                    err.msg);
+        *metrics_failing = true;
+    } else if (*metrics_failing) {
+        tm_info("gpu", "gpu_metrics written again");
+        *metrics_failing = false;
+    }
+    for (size_t i = 0; i < poll->n; i++)
+        bson_destroy(docs[i]);
+}
+
 static void *sampler_main(void *arg)
 {
     struct proc *p = arg;
     struct tm_gpu_poll *poll = tm_xcalloc(1, sizeof(*poll));
-    struct tm_gpu_sample *s = poll->samples;
     bool metrics_failing = false;
     while (!*p->stop) {
-        struct tm_error err;
-        if (p->gpu && tm_gpu_source_poll(p->gpu, poll, &err) == 0) {
-            size_t n = poll->n;
-            pthread_mutex_lock(&p->mu);
-            memcpy(p->gpus, s, n * sizeof(*s));
-            p->ngpus = n;
-            p->gpu_error[0] = '\0';
-            pthread_mutex_unlock(&p->mu);
-            bson_t *docs[TM_GPU_MAX];
-            for (size_t i = 0; i < n; i++)
-                docs[i] = sample_doc(&s[i]);
-            /* Logged once per outage: the window writer reports MongoDB's health. */
-            if (tm_store_insert_many(p->store, "gpu_metrics", (const bson_t *const *)docs, n,
-                                     &err) < 0) {
-                if (!metrics_failing)
-                    tm_warn("gpu", "gpu_metrics not written (samples dropped until MongoDB is "
-                                   "back): %s", err.msg);
-                metrics_failing = true;
-            } else if (metrics_failing) {
-                tm_info("gpu", "gpu_metrics written again");
-                metrics_failing = false;
-            }
-            for (size_t i = 0; i < n; i++)
-                bson_destroy(docs[i]);
-        } else if (p->gpu) {
-            set_health(p, p->gpu_error, "gpu: %s", err.msg);
-        }
+        sample_once(p, poll, &metrics_failing);
         for (long i = 0; i < p->cfg->gpu_sample_seconds * 10 && !*p->stop; i++) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
@@ -557,56 +596,41 @@ static int http_health(void *ctx, char **body, const char **ctype)
         if (slots[i][0])
             json_array_append_new(reasons, json_string(slots[i]));
     json_object_set_new(o, "gpu_source",
-                        json_string(p->gpu ? tm_gpu_source_name(p->gpu) : "none"));
+                        p->gpu_source[0] ? json_string(p->gpu_source) : json_null());
     pthread_mutex_unlock(&p->mu);
     bool ok = json_array_size(reasons) == 0;
     json_object_set_new(o, "status", json_string(ok ? "ok" : "degraded"));
     json_object_set_new(o, "reasons", reasons);
     json_object_set_new(o, "windows_pending", json_integer(atomic_load(&p->windows_pending)));
-    *body = json_dumps(o, JSON_COMPACT);
+    *body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(o);
     *ctype = "application/json";
     return ok ? 200 : 503;
 }
 
-static void set_opt_num(json_t *o, const char *key, bool has, double v)
-{
-    json_object_set_new(o, key, has ? json_real(v) : json_null());
-}
-
+/* /gpu/info: the live source, the latest samples with their age, the GPUs
+ * that could not be read.  503 with the error when no source works. */
 static int http_gpu_info(void *ctx, char **body, const char **ctype)
 {
     struct proc *p = ctx;
-    json_t *o = json_object(), *arr = json_array();
+    json_t *o = json_object(), *arr = json_array(), *errs = json_array();
     int64_t now = tm_now_ms();
     pthread_mutex_lock(&p->mu);
-    json_object_set_new(o, "source", json_string(p->gpu ? tm_gpu_source_name(p->gpu) : "none"));
+    json_object_set_new(o, "source", p->gpu_source[0] ? json_string(p->gpu_source) : json_null());
     json_object_set_new(o, "error", p->gpu_error[0] ? json_string(p->gpu_error) : json_null());
-    for (size_t i = 0; i < p->ngpus; i++) {
-        const struct tm_gpu_sample *s = &p->gpus[i];
-        json_t *g = json_object();
-        char ts[32];
-        json_object_set_new(g, "host", json_string(s->host));
-        json_object_set_new(g, "gpu_index", json_integer(s->gpu_index));
-        json_object_set_new(g, "uuid", s->valid & TM_GPU_UUID ? json_string(s->uuid) : json_null());
-        json_object_set_new(g, "name", s->valid & TM_GPU_NAME ? json_string(s->name) : json_null());
-        set_opt_num(g, "utilization", s->valid & TM_GPU_UTIL, s->utilization);
-        set_opt_num(g, "mem_used_mb", s->valid & TM_GPU_MEM_USED, s->mem_used_mb);
-        set_opt_num(g, "mem_total_mb", s->valid & TM_GPU_MEM_TOTAL, s->mem_total_mb);
-        set_opt_num(g, "power_w", s->valid & TM_GPU_POWER, s->power_w);
-        set_opt_num(g, "temperature_c", s->valid & TM_GPU_TEMP, s->temperature_c);
-        set_opt_num(g, "price_per_hour_usd", s->valid & TM_GPU_PRICE, s->price_per_hour_usd);
-        json_object_set_new(g, "ts", json_string(tm_format_rfc3339_ms(s->ts_ms, ts, sizeof(ts))));
-        json_object_set_new(g, "age_s", json_real((double)(now - s->ts_ms) / 1000.0));
-        json_object_set_new(g, "source", json_string(s->source));
-        json_array_append_new(arr, g);
+    for (size_t i = 0; i < p->ngpus; i++)
+        json_array_append_new(arr, tm_gpu_sample_json(&p->gpus[i], now));
+    for (size_t i = 0; i < p->ngpu_errors; i++) {
+        json_array_append_new(errs, tm_gpu_error_json(&p->gpu_errors[i]));
     }
+    bool none = p->gpu_source[0] == '\0' && p->ngpus == 0;
     pthread_mutex_unlock(&p->mu);
     json_object_set_new(o, "gpus", arr);
-    *body = json_dumps(o, JSON_COMPACT);
+    json_object_set_new(o, "errors", errs);
+    *body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(o);
     *ctype = "application/json";
-    return 200;
+    return none ? 503 : 200;
 }
 
 static int http_metrics(void *ctx, char **body, const char **ctype)
@@ -769,10 +793,9 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
     if (tm_store_ensure_indexes(p.store, &err) < 0)
         store_failed(&p, &err); /* degrade; writes will retry */
 
-    const struct tm_gpu_open_args gargs = {cfg->gpu_seed, cfg->host_name, 5000};
-    p.gpu = tm_gpu_source_open(cfg->gpu_source, &gargs, &err);
-    if (!p.gpu)
-        set_health(&p, p.gpu_error, "gpu: no GPU source works (%s)", err.msg);
+    /* Samples are kept long enough for the latest windows to be joined. */
+    p.history = tm_gpu_history_new(
+        (2 * (cfg->window_seconds + cfg->lateness_seconds + cfg->idle_close_seconds) + 600) * 1000);
 
     http = tm_http_start(cfg->http_listen, routes, sizeof(routes) / sizeof(routes[0]), &p, &err);
     if (!http) {
@@ -855,6 +878,7 @@ out:
     }
     tm_http_stop(http);
     tm_gpu_source_close(p.gpu);
+    tm_gpu_history_free(p.history);
     tm_store_close(p.store);
     tm_agg_free(p.agg);
     free(p.pos);

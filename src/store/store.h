@@ -26,8 +26,10 @@ struct tm_store;
 struct tm_window_meta {
     const char *topic;         /* Kafka topic the events came from */
     double price_per_hour_usd; /* USD per GPU-hour for this GPU */
-    bool has_power;            /* GPU samples fell inside the window */
-    double avg_power_w, avg_utilization;
+    bool has_power;            /* GPU samples with power fell inside the window */
+    double avg_power_w;        /* W */
+    bool has_utilization;      /* GPU samples with utilization fell inside the window */
+    double avg_utilization;    /* 0..1 */
 };
 
 /**
