@@ -57,7 +57,17 @@ $(B)/tests/%: tests/unit/%.c $(B)/libtm.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(B)/libtm.a $(LDLIBS) -lcmocka
 
-test-unit: $(UNIT_BIN) $(BIN)
+# The fake libnvidia-ml.so.1 of tests/unit/test_nvml.c, in four symbol sets (CASE-05).
+FAKE_NVML := $(addsuffix libnvidia-ml.so.1,$(B)/fake/ $(B)/fake/v1/ $(B)/fake/noinit/ $(B)/fake/minimal/)
+$(B)/fake/v1/libnvidia-ml.so.1: FAKE_DEFS := -DFAKE_NO_V2
+$(B)/fake/noinit/libnvidia-ml.so.1: FAKE_DEFS := -DFAKE_NO_INIT
+$(B)/fake/minimal/libnvidia-ml.so.1: FAKE_DEFS := -DFAKE_MINIMAL
+$(FAKE_NVML): tests/fake/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FAKE_DEFS) -fPIC -shared -Wl,-soname,libnvidia-ml.so.1 $(LDFLAGS) -o $@ $<
+
+test-unit: export TM_FAKE_NVML_DIR := $(abspath $(B)/fake)
+test-unit: $(UNIT_BIN) $(BIN) $(FAKE_NVML)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 test-integration: $(BIN)
@@ -65,8 +75,10 @@ test-integration: $(BIN)
 
 # The README's test command: everything, then again under ASan + UBSan.
 test: deps
+	$(MAKE) lint
 	$(MAKE) test-unit test-integration
 	$(MAKE) SANITIZE=1 test-unit test-integration
+	$(MAKE) fuzz-smoke
 
 deps:
 	scripts/deps.sh
@@ -82,7 +94,43 @@ down:
 	scripts/stack.sh down
 
 lint:
-	shellcheck scripts/*.sh tests/integration/*.sh .ci/run
+	shellcheck -x scripts/*.sh tests/integration/*.sh tests/fake/nvidia-smi .ci/run
+
+# libFuzzer harnesses of the nvidia-smi and gpu_seed.json parsers (clang, ASan + UBSan):
+#   make fuzz-smoke   each for FUZZ_SMOKE_S s (CI)      make fuzz   each for FUZZ_S s
+# Seeds: tests/fuzz/corpus/ plus the real CSV captures and seed example of $(TM_SHARED)/data
+# when present (copied into build/fuzz/corpus/, where new inputs go); crashes go to
+# build/fuzz/artifacts/.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SMOKE_S ?= 20
+FUZZ_S       ?= 600
+FZ           := build/fuzz
+FUZZ_ARGS     = -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+FUZZ_SMI_SRC := tests/fuzz/fuzz_smi.c src/gpu/gpu_smi_parse.c src/common/error.c
+FUZZ_SEED_SRC := tests/fuzz/fuzz_seed.c src/gpu/gpu_seed.c src/common/error.c src/common/mem.c
+
+$(FZ)/fuzz_smi: $(FUZZ_SMI_SRC) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SMI_SRC) -lm
+
+$(FZ)/fuzz_seed: $(FUZZ_SEED_SRC) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags jansson) -o $@ $(FUZZ_SEED_SRC) \
+	    $(shell pkg-config --libs jansson) -lm
+
+.PHONY: fuzz fuzz-smoke
+fuzz-smoke: FUZZ_TIME := $(FUZZ_SMOKE_S)
+fuzz: FUZZ_TIME := $(FUZZ_S)
+fuzz fuzz-smoke: $(FZ)/fuzz_smi $(FZ)/fuzz_seed
+	@mkdir -p $(FZ)/corpus/smi $(FZ)/corpus/seed $(FZ)/artifacts
+	@cp -f $(TM_SHARED)/data/nvidia-smi/*.csv $(FZ)/corpus/smi/ 2>/dev/null || true
+	@cp -f $(TM_SHARED)/data/gpu_seed.example.json $(FZ)/corpus/seed/ 2>/dev/null || true
+	$(FZ)/fuzz_smi $(FUZZ_ARGS) -artifact_prefix=$(FZ)/artifacts/smi- \
+	    $(FZ)/corpus/smi tests/fuzz/corpus/smi
+	$(FZ)/fuzz_seed $(FUZZ_ARGS) -artifact_prefix=$(FZ)/artifacts/seed- \
+	    $(FZ)/corpus/seed tests/fuzz/corpus/seed
 
 clean:
 	rm -rf build bin

@@ -26,8 +26,11 @@ struct tm_gpu_source {
     char degraded[320];         /* a better source is there but failing, "" if none */
 };
 
-/* In `auto` order.  nvml and nvidia-smi register here when they land. */
+
+/* Every backend built in; `auto` tries them in auto_order. */
 static const struct tm_gpu_source_ops *const backends[] = {
+    &tm_gpu_nvml_ops,
+    &tm_gpu_smi_ops,
     &tm_gpu_seed_ops,
 };
 static const char *const auto_order[] = {"nvml", "nvidia-smi", "seed"};

@@ -80,13 +80,16 @@ struct tm_gpu_source_ops {
      *  reason it is unavailable, e.g. the dlopen error). */
     int (*open)(void **priv, const struct tm_gpu_open_args *args, struct tm_error *err);
     /** Read every GPU into @p out (zeroed by the caller).  Returns 0 when the
-     *  poll produced samples or per-GPU errors, -1 (TM_ERR_GPU) when the
-     *  source failed as a whole (nothing usable). */
+     *  poll produced at least one sample (failed GPUs listed in out->errors),
+     *  -1 (TM_ERR_GPU) when no GPU could be read; out->errors may still say
+     *  why, per GPU. */
     int (*poll)(void *priv, struct tm_gpu_poll *out, struct tm_error *err);
     void (*close)(void *priv);
 };
 
-extern const struct tm_gpu_source_ops tm_gpu_seed_ops;
+extern const struct tm_gpu_source_ops tm_gpu_nvml_ops; /* gpu_nvml.c: dlopen of NVML */
+extern const struct tm_gpu_source_ops tm_gpu_smi_ops;  /* gpu_smi.c: runs nvidia-smi */
+extern const struct tm_gpu_source_ops tm_gpu_seed_ops; /* gpu_seed.c: gpu_seed.json */
 
 struct tm_gpu_source;
 
