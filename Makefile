@@ -70,8 +70,8 @@ test-unit: export TM_FAKE_NVML_DIR := $(abspath $(B)/fake)
 test-unit: $(UNIT_BIN) $(BIN) $(FAKE_NVML)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-test-integration: $(BIN)
-	TM_BIN=$(abspath $(BIN)) tests/integration/run.sh
+test-integration: $(BIN) $(FAKE_NVML)
+	TM_BIN=$(abspath $(BIN)) TM_FAKE_NVML_DIR=$(abspath $(B)/fake) tests/integration/run.sh
 
 # The README's test command: everything, then again under ASan + UBSan.
 test: deps
