@@ -41,7 +41,8 @@ int tm_cmd_gpu(int argc, char **argv)
         }
     }
     if (tm_config_init(&cfg, &err) < 0 ||
-        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0) {
+        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0 ||
+        tm_config_no_operands(argc, argv, &err) < 0) {
         fprintf(stderr, "tokenmeter gpu: %s\n", err.msg);
         tm_config_free(&cfg);
         return TM_EXIT_USAGE;

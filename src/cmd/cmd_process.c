@@ -33,7 +33,8 @@ int tm_cmd_process(int argc, char **argv)
             return TM_EXIT_OK;
         }
     if (tm_config_init(&cfg, &err) < 0 ||
-        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0) {
+        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0 ||
+        tm_config_no_operands(argc, argv, &err) < 0) {
         fprintf(stderr, "tokenmeter process: %s\n", err.msg);
         tm_config_free(&cfg);
         return TM_EXIT_USAGE;

@@ -3,10 +3,12 @@
  * host / GPU / model, requests, prompt and completion tokens, tokens/s, USD
  * and USD per 1M tokens (or --json).
  *
- * GPU time is counted honestly: a GPU is paid from the start of its first
- * window to the end of its last one, idle windows (no document) included, at
- * the price of its windows.  A model's share of its GPU's USD is its share of
- * the GPU's tokens.
+ * USD is the sum of the windows' cost_usd (DESIGN 3.3): GPU time that served
+ * tokens.  Idle time is shown too, never hidden: a GPU's idle hours are the
+ * gaps between its first window's start and its last window's end that have
+ * no window (no request ended there), priced like its windows, and the last
+ * column is USD per 1M tokens with that idle time paid as well.  A model's
+ * share of its GPU's USD is its share of the GPU's tokens.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -27,7 +29,7 @@ struct gpu_row {
     char *host;
     int gpu_index;
     int64_t first_start_ms, last_end_ms;
-    double busy_s, price;
+    double busy_s, cost_usd, price;
     int64_t requests, prompt, completion;
     struct model_row *models;
     size_t nmodels;
@@ -85,6 +87,7 @@ static int on_doc(void *ctx, const bson_t *d)
     if (end > g->last_end_ms)
         g->last_end_ms = end;
     g->busy_s += iter_double(d, "window_s");
+    g->cost_usd += iter_double(d, "cost_usd");
     g->price = iter_double(d, "price_per_hour_usd");
     g->requests += iter_i64(d, "requests");
     g->prompt += iter_i64(d, "prompt_tokens");
@@ -138,12 +141,57 @@ static json_t *num_or_null(bool has, double v)
     return has ? json_real(v) : json_null();
 }
 
-static void print_usd_per_1m(FILE *out, double usd, int64_t tokens)
+/* USD per 1M tokens as a table cell: "-" without tokens. */
+static void per_1m(char *buf, size_t size, double usd, int64_t tokens)
 {
     if (tokens > 0)
-        fprintf(out, " %14.4f\n", usd / (double)tokens * 1e6);
+        snprintf(buf, size, "%.4f", usd / (double)tokens * 1e6);
     else
-        fprintf(out, " %14s\n", "-");
+        snprintf(buf, size, "-");
+}
+
+struct row {
+    const char *host, *model;
+    int gpu_index;
+    int64_t requests, prompt, completion;
+    double tps, gpu_hours, usd, idle_hours, idle_usd;
+};
+
+static void print_row(const struct row *r, bool gpu_col)
+{
+    char gpu[16] = "", p1[32], p2[32];
+    if (gpu_col)
+        snprintf(gpu, sizeof(gpu), "%d", r->gpu_index);
+    per_1m(p1, sizeof(p1), r->usd, r->prompt + r->completion);
+    per_1m(p2, sizeof(p2), r->usd + r->idle_usd, r->prompt + r->completion);
+    printf("%-16.16s %4s %-20.20s %9lld %12lld %12lld %9.2f %8.3f %10.4f %11s %8.3f %12s\n",
+           r->host, gpu, r->model, (long long)r->requests, (long long)r->prompt,
+           (long long)r->completion, r->tps, r->gpu_hours, r->usd, p1, r->idle_hours, p2);
+}
+
+static json_t *row_json(const struct row *r)
+{
+    int64_t t = r->prompt + r->completion;
+    json_t *o = json_object();
+    if (r->gpu_index >= 0) {
+        json_object_set_new(o, "host", json_string(r->host));
+        json_object_set_new(o, "gpu_index", json_integer(r->gpu_index));
+        json_object_set_new(o, "model", json_string(r->model));
+    }
+    json_object_set_new(o, "requests", json_integer(r->requests));
+    json_object_set_new(o, "prompt_tokens", json_integer(r->prompt));
+    json_object_set_new(o, "completion_tokens", json_integer(r->completion));
+    json_object_set_new(o, "tokens", json_integer(t));
+    json_object_set_new(o, "tps", json_real(r->tps));
+    json_object_set_new(o, "gpu_hours", json_real(r->gpu_hours));
+    json_object_set_new(o, "usd", json_real(r->usd));
+    json_object_set_new(o, "usd_per_1m_tokens",
+                        num_or_null(t > 0, t > 0 ? r->usd / (double)t * 1e6 : 0));
+    json_object_set_new(o, "idle_gpu_hours", json_real(r->idle_hours));
+    json_object_set_new(o, "idle_usd", json_real(r->idle_usd));
+    json_object_set_new(o, "usd_per_1m_tokens_with_idle",
+                        num_or_null(t > 0, t > 0 ? (r->usd + r->idle_usd) / (double)t * 1e6 : 0));
+    return o;
 }
 
 int tm_cmd_report(int argc, char **argv)
@@ -166,7 +214,8 @@ int tm_cmd_report(int argc, char **argv)
         }
     }
     if (tm_config_init(&cfg, &err) < 0 ||
-        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0) {
+        tm_config_parse_args(&cfg, argc, argv, extra, NULL, NULL, &err) < 0 ||
+        tm_config_no_operands(argc, argv, &err) < 0) {
         fprintf(stderr, "tokenmeter report: %s\n", err.msg);
         tm_config_free(&cfg);
         return TM_EXIT_USAGE;
@@ -187,76 +236,56 @@ int tm_cmd_report(int argc, char **argv)
     }
     qsort(a.gpus, a.ngpus, sizeof(*a.gpus), cmp_gpu);
 
-    int64_t t_req = 0, t_p = 0, t_c = 0;
-    double t_usd = 0, t_tps = 0, t_hours = 0;
+    struct row tot = {.host = "TOTAL", .model = "", .gpu_index = -1};
     json_t *rows = json_array();
     if (!json_out)
-        printf("%-16s %4s %-22s %9s %14s %14s %10s %8s %11s %14s\n", "host", "gpu", "model",
-               "requests", "prompt_tok", "completion_tok", "tokens/s", "GPU-h", "USD",
-               "USD/1M tok");
+        printf("%-16s %4s %-20s %9s %12s %12s %9s %8s %10s %11s %8s %12s\n", "host", "gpu",
+               "model", "requests", "prompt_tok", "complet_tok", "tokens/s", "GPU-h", "USD",
+               "USD/1M tok", "idle GPU-h", "USD/1M +idle");
     for (size_t i = 0; i < a.ngpus; i++) {
         struct gpu_row *g = &a.gpus[i];
         double span_s = (double)(g->last_end_ms - g->first_start_ms) / 1000.0;
-        double usd = g->price / 3600.0 * span_s;
+        double idle_s = span_s > g->busy_s ? span_s - g->busy_s : 0;
+        double idle_usd = g->price / 3600.0 * idle_s;
         int64_t tokens = g->prompt + g->completion;
-        t_req += g->requests;
-        t_p += g->prompt;
-        t_c += g->completion;
-        t_usd += usd;
-        t_hours += span_s / 3600.0;
-        t_tps += span_s > 0 ? (double)tokens / span_s : 0;
         for (size_t k = 0; k < g->nmodels; k++) {
             struct model_row *m = &g->models[k];
             int64_t mt = m->prompt + m->completion;
-            double share = tokens > 0 ? usd * (double)mt / (double)tokens
-                                      : usd / (double)g->nmodels;
-            double tps = span_s > 0 ? (double)mt / span_s : 0;
-            if (json_out) {
-                json_t *r = json_object();
-                json_object_set_new(r, "host", json_string(g->host));
-                json_object_set_new(r, "gpu_index", json_integer(g->gpu_index));
-                json_object_set_new(r, "model", json_string(m->model));
-                json_object_set_new(r, "requests", json_integer(m->requests));
-                json_object_set_new(r, "prompt_tokens", json_integer(m->prompt));
-                json_object_set_new(r, "completion_tokens", json_integer(m->completion));
-                json_object_set_new(r, "tokens", json_integer(mt));
-                json_object_set_new(r, "tps", json_real(tps));
-                json_object_set_new(r, "gpu_hours", json_real(span_s / 3600.0));
-                json_object_set_new(r, "busy_fraction", num_or_null(span_s > 0, g->busy_s / span_s));
-                json_object_set_new(r, "usd", json_real(share));
-                json_object_set_new(r, "usd_per_1m_tokens",
-                                    num_or_null(mt > 0, mt > 0 ? share / (double)mt * 1e6 : 0));
-                json_array_append_new(rows, r);
-            } else {
-                printf("%-16.16s %4d %-22.22s %9lld %14lld %14lld %10.2f %8.3f %11.4f", g->host,
-                       g->gpu_index, m->model, (long long)m->requests, (long long)m->prompt,
-                       (long long)m->completion, tps, span_s / 3600.0, share);
-                print_usd_per_1m(stdout, share, mt);
-            }
+            double share = tokens > 0 ? (double)mt / (double)tokens : 1.0 / (double)g->nmodels;
+            struct row r = {
+                .host = g->host, .model = m->model, .gpu_index = g->gpu_index,
+                .requests = m->requests, .prompt = m->prompt, .completion = m->completion,
+                .tps = g->busy_s > 0 ? (double)mt / g->busy_s : 0,
+                .gpu_hours = g->busy_s / 3600.0 * share, .usd = g->cost_usd * share,
+                .idle_hours = idle_s / 3600.0 * share, .idle_usd = idle_usd * share,
+            };
+            if (json_out)
+                json_array_append_new(rows, row_json(&r));
+            else
+                print_row(&r, true);
         }
+        tot.requests += g->requests;
+        tot.prompt += g->prompt;
+        tot.completion += g->completion;
+        tot.tps += g->busy_s > 0 ? (double)tokens / g->busy_s : 0;
+        tot.gpu_hours += g->busy_s / 3600.0;
+        tot.usd += g->cost_usd;
+        tot.idle_hours += idle_s / 3600.0;
+        tot.idle_usd += idle_usd;
     }
     if (json_out) {
-        json_t *o = json_object(), *tot = json_object();
-        json_object_set_new(tot, "requests", json_integer(t_req));
-        json_object_set_new(tot, "prompt_tokens", json_integer(t_p));
-        json_object_set_new(tot, "completion_tokens", json_integer(t_c));
-        json_object_set_new(tot, "tokens", json_integer(t_p + t_c));
-        json_object_set_new(tot, "tps", json_real(t_tps));
-        json_object_set_new(tot, "gpu_hours", json_real(t_hours));
-        json_object_set_new(tot, "usd", json_real(t_usd));
-        json_object_set_new(tot, "usd_per_1m_tokens",
-                            num_or_null(t_p + t_c > 0, t_usd / (double)(t_p + t_c) * 1e6));
+        json_t *o = json_object();
         json_object_set_new(o, "rows", rows);
-        json_object_set_new(o, "total", tot);
+        json_object_set_new(o, "total", row_json(&tot));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
         puts(s);
         free(s);
         json_decref(o);
     } else {
         json_decref(rows);
-        printf("%-16s %4s %-22s %9lld %14lld %14lld %10.2f %8.3f %11.4f", "TOTAL", "", "",
-               (long long)t_req, (long long)t_p, (long long)t_c, t_tps, t_hours, t_usd);
-        print_usd_per_1m(stdout, t_usd, t_p + t_c);
+        print_row(&tot, false);
+        printf("USD = the windows' cost_usd (GPU time that served requests); idle GPU-h = gaps "
+               "without requests between a GPU's first and last window.\n");
     }
 
 out:

@@ -90,7 +90,7 @@ static int apply(struct tm_config *cfg, const struct row *r, const char *value, 
         long v = strtol(value, &end, 10);
         if (errno || end == value || *end != '\0' || v < (long)r->min || v > (long)r->max) {
             tm_error_set(err, TM_ERR_CONFIG, 0,
-                         "%s%s=\"%s\": expected an integer from %.0f to %.0f (%s)", via, name,
+                         "%s%s=\"%s\": expected an integer from %.0f to %.0f: %s", via, name,
                          value, r->min, r->max, r->desc);
             return -1;
         }
@@ -103,7 +103,7 @@ static int apply(struct tm_config *cfg, const struct row *r, const char *value, 
         double v = strtod(value, &end);
         if (errno || end == value || *end != '\0' || !isfinite(v) || v < r->min || v > r->max) {
             tm_error_set(err, TM_ERR_CONFIG, 0,
-                         "%s%s=\"%s\": expected a number from %g to %g (%s)", via, name, value,
+                         "%s%s=\"%s\": expected a number from %g to %g: %s", via, name, value,
                          r->min, r->max, r->desc);
             return -1;
         }
@@ -256,4 +256,13 @@ int tm_config_parse_args(struct tm_config *cfg, int argc, char **argv,
     if (tm_config_validate(cfg, err) < 0)
         return -1;
     return optind;
+}
+
+int tm_config_no_operands(int argc, char **argv, struct tm_error *err)
+{
+    if (optind < argc) {
+        tm_error_set(err, TM_ERR_CONFIG, 0, "unexpected argument \"%s\"", argv[optind]);
+        return -1;
+    }
+    return 0;
 }

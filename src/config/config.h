@@ -95,6 +95,10 @@ int tm_config_parse_args(struct tm_config *cfg, int argc, char **argv,
                          const struct option *extra, tm_config_extra_fn *on_extra, void *ctx,
                          struct tm_error *err);
 
+/** @brief After tm_config_parse_args(): fail (TM_ERR_CONFIG) when argv
+ *         still holds operands, for commands that take none. */
+int tm_config_no_operands(int argc, char **argv, struct tm_error *err);
+
 /** @brief Free the strings of @p cfg.  Accepts a zeroed struct. */
 void tm_config_free(struct tm_config *cfg);
 

@@ -28,6 +28,7 @@ static const char *const reject_names[TM_REJECT__COUNT] = {
     [TM_REJECT_FIELD_TOO_LONG] = "field_too_long",
     [TM_REJECT_LATE] = "late",
     [TM_REJECT_FOREIGN_PARTITION] = "foreign_partition",
+    [TM_REJECT_BAD_KEY] = "bad_key",
 };
 
 const char *tm_reject_name(enum tm_reject r)
@@ -61,16 +62,15 @@ static enum tm_reject get_count(json_t *o, const char *name, bool required, int6
     if (json_is_integer(v)) {
         d = (double)json_integer_value(v);
         *out = json_integer_value(v);
-    } else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) &&
-               fabs(json_real_value(v)) < 9e15) {
+    } else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v)) {
         d = json_real_value(v);
-        *out = (int64_t)d;
+        *out = fabs(d) < 9e15 ? (int64_t)d : (d < 0 ? -1 : INT64_MAX); /* range-checked below */
     } else {
         tm_error_set(err, TM_ERR_PARSE, 0, "field \"%s\" must be a non-negative integer", name);
         return TM_REJECT_BAD_TYPE;
     }
     if (d < 0 || *out < 0 || *out > max) {
-        tm_error_set(err, TM_ERR_PARSE, 0, "field \"%s\" = %.0f is outside 0..%lld", name, d,
+        tm_error_set(err, TM_ERR_PARSE, 0, "field \"%s\" = %.15g is outside 0..%lld", name, d,
                      (long long)max);
         return TM_REJECT_OUT_OF_RANGE;
     }
@@ -150,7 +150,8 @@ enum tm_reject tm_event_decode(const void *buf, size_t len, struct tm_event *ev,
     }
 
     json_error_t jerr;
-    json_t *o = json_loadb(buf, len, 0, &jerr);
+    /* A duplicate key is ambiguous (which ts?): refused, not last-wins. */
+    json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!o) {
         tm_error_set(err, TM_ERR_PARSE, 0, "invalid JSON at byte %d: %s", jerr.position,
                      jerr.text);

@@ -36,6 +36,7 @@ enum tm_reject {
     TM_REJECT_FIELD_TOO_LONG, /* a string field over TM_EVENT_MAX_STR */
     TM_REJECT_LATE,           /* its window was already closed and written (DESIGN 3.2) */
     TM_REJECT_FOREIGN_PARTITION, /* its window is owned by another partition */
+    TM_REJECT_BAD_KEY,        /* message key is not "<host>/<gpu_index>" of the event */
     TM_REJECT__COUNT
 };
 

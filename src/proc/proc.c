@@ -34,6 +34,7 @@
 #define COMMIT_INTERVAL_MS 1000
 #define FLUSH_INTERVAL_MS 200
 #define HEALTH_LEN 320
+#define STORE_CHECK_MS 3000
 
 /* ------------------------------------------------------------ the state */
 
@@ -75,7 +76,9 @@ struct proc {
 
     int64_t store_retry_at; /* monotonic ms of the next write attempt */
     int64_t store_backoff;
-    int64_t last_commit, last_flush, last_kafka_probe;
+    int64_t last_commit, last_flush, last_kafka_probe, last_store_check;
+    atomic_llong lag;    /* messages behind the high watermarks, assigned partitions */
+    atomic_int assigned; /* partitions assigned */
     bool paused_for_store;
     volatile int *stop;
     pthread_t sampler;
@@ -229,25 +232,34 @@ static void dead_letter_window(struct proc *p, const struct tm_window *w,
  * high watermark of the last fetch (a cached value, no broker round trip). */
 static void update_caught_up(struct proc *p)
 {
+    long long lag = 0;
+    int assigned = 0;
     for (int i = 0; i < p->npos; i++) {
         struct part_pos *pp = &p->pos[i];
         int64_t lo = -1, hi = -1;
         bool caught = false;
-        if (pp->assigned && pp->eof_seen && pp->next >= 0 &&
+        assigned += pp->assigned;
+        if (pp->assigned &&
             rd_kafka_get_watermark_offsets(p->consumer, p->cfg->kafka_topic, i, &lo, &hi) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR)
-            caught = hi >= 0 && pp->next >= hi;
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0) {
+            int64_t at = pp->next >= 0 ? pp->next : (pp->committed >= 0 ? pp->committed : lo);
+            if (at >= 0 && hi > at)
+                lag += hi - at;
+            caught = pp->eof_seen && pp->next >= 0 && pp->next >= hi;
+        }
         tm_agg_partition_caught_up(p->agg, i, caught);
     }
+    atomic_store(&p->lag, lag);
+    atomic_store(&p->assigned, assigned);
 }
 
 /* Write the windows that closed.  Returns 0 when nothing is left unwritten. */
 static int flush_windows(struct proc *p, bool idle_allowed)
 {
+    update_caught_up(p);
     if (p->store_retry_at && tm_mono_ms() < p->store_retry_at)
         return -1;
-    if (idle_allowed)
-        update_caught_up(p);
     struct tm_window **ws;
     size_t n = tm_agg_take_closed(p->agg, tm_now_ms(), idle_allowed, false, &ws);
     int rc = 0;
@@ -375,6 +387,24 @@ static int handle_message(struct proc *p, rd_kafka_message_t *m)
         pp->next = m->offset + 1;
         return 0;
     }
+    /* DESIGN 2.1: the key is "<host>/<gpu_index>", so that one partition, and
+     * one consumer, owns all of a GPU's windows.  An event under another key
+     * (or none) may sit on another partition than its GPU's other events;
+     * counting it would let two partitions write the same window, the last
+     * write winning.  Dead-lettered instead, never lost. */
+    char key[TM_EVENT_MAX_STR + 16];
+    int klen = snprintf(key, sizeof(key), "%s/%d", ev.host, ev.gpu_index);
+    if (!m->key || m->key_len != (size_t)klen || memcmp(m->key, key, (size_t)klen) != 0) {
+        char why[TM_EVENT_MAX_STR + 160];
+        snprintf(why, sizeof(why),
+                 "message key must be \"%s\" (<host>/<gpu_index>) so that one partition owns "
+                 "the GPU's windows; got %s",
+                 key, m->key ? "another key" : "no key");
+        tm_event_clear(&ev);
+        dead_letter(p, m, TM_REJECT_BAD_KEY, "bad_key", why);
+        pp->next = m->offset + 1;
+        return 0;
+    }
     enum tm_add_result res;
     const struct tm_window_store_ops ops = {tm_store_lookup_window, tm_store_window_frontier,
                                             p->store};
@@ -394,8 +424,8 @@ static int handle_message(struct proc *p, rd_kafka_message_t *m)
         break;
     case TM_ADD_LATE:
         dead_letter(p, m, TM_REJECT_LATE, "late",
-                    "its window was already closed and written (event time behind the "
-                    "watermark plus the allowed lateness)");
+                    "its window is closed: the event time is more than the allowed lateness "
+                    "behind its GPU's watermark, or the window was already written");
         break;
     case TM_ADD_FOREIGN:
         dead_letter(p, m, TM_REJECT_FOREIGN_PARTITION, "foreign_partition",
@@ -666,6 +696,13 @@ static int http_metrics(void *ctx, char **body, const char **ctype)
     fprintf(f, "# HELP tokenmeter_dead_letters_all_total All dead letters.\n"
                "# TYPE tokenmeter_dead_letters_all_total counter\n"
                "tokenmeter_dead_letters_all_total %lld\n", total);
+    fprintf(f, "# HELP tokenmeter_consumer_lag Messages between the consumer's position and the "
+               "high watermarks of its partitions.\n# TYPE tokenmeter_consumer_lag gauge\n"
+               "tokenmeter_consumer_lag %lld\n",
+            (long long)atomic_load(&p->lag));
+    fprintf(f, "# HELP tokenmeter_partitions_assigned Partitions this member owns.\n"
+               "# TYPE tokenmeter_partitions_assigned gauge\ntokenmeter_partitions_assigned %d\n",
+            atomic_load(&p->assigned));
     fprintf(f, "# HELP tokenmeter_windows_pending Windows not yet acknowledged by MongoDB.\n"
                "# TYPE tokenmeter_windows_pending gauge\ntokenmeter_windows_pending %lld\n",
             (long long)atomic_load(&p->windows_pending));
@@ -727,6 +764,14 @@ static int setup_kafka(struct proc *p, struct tm_error *err)
             rd_kafka_conf_destroy(c);
             return -1;
         }
+    /* A processor killed with SIGKILL holds its partitions until its session
+     * times out: 10 s instead of librdkafka's 45 s (KAFKA_PROP_SESSION_TIMEOUT_MS
+     * overrides). */
+    if (tm_kafka_conf_set_default(c, "session.timeout.ms", "10000", err) < 0 ||
+        tm_kafka_conf_set_default(c, "heartbeat.interval.ms", "2000", err) < 0) {
+        rd_kafka_conf_destroy(c);
+        return -1;
+    }
     rd_kafka_conf_set_opaque(c, p);
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
     rd_kafka_conf_set_error_cb(c, consumer_error_cb);
@@ -817,6 +862,8 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
             cfg->kafka_topic, cfg->kafka_group, cfg->window_seconds, cfg->lateness_seconds,
             cfg->idle_close_seconds);
 
+    int64_t waiting_since = 0;
+    bool waiting_logged = false;
     while (!*stop) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p.consumer, 100);
         if (m) {
@@ -850,6 +897,29 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
         if (now - p.last_flush >= FLUSH_INTERVAL_MS) {
             p.last_flush = now;
             flush_windows(&p, idle_allowed(&p));
+        }
+        /* An idle processor writes nothing: ping so /health notices a MongoDB
+         * outage within seconds, not at the next window. */
+        if (now - p.last_store_check >= STORE_CHECK_MS && !p.paused_for_store &&
+            (!p.store_retry_at || now >= p.store_retry_at)) {
+            p.last_store_check = now;
+            if (tm_store_ping(p.store, &err) < 0)
+                store_failed(&p, &err);
+            else
+                store_healthy(&p);
+        }
+        if (atomic_load(&p.assigned) == 0 && p.last_flush > 0) {
+            if (!waiting_since)
+                waiting_since = now;
+            if (now - waiting_since >= 5000 && !waiting_logged) {
+                tm_info("kafka", "no partition assigned yet: waiting for the group to rebalance "
+                                 "(a killed member holds its partitions until its session "
+                                 "times out)");
+                waiting_logged = true;
+            }
+        } else {
+            waiting_since = 0;
+            waiting_logged = false;
         }
         if (now - p.last_commit >= COMMIT_INTERVAL_MS) {
             p.last_commit = now;

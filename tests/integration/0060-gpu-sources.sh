@@ -73,7 +73,7 @@ cat >"$WORK/seed.json" <<'SEED'
 SEED
 start_processor GPU_METRICS_SOURCE=auto TOKENMETER_NVML_LIB="$FAKE_DIR/libnvidia-ml.so.1" \
 	FAKE_NVML_SCRIPT="$WORK/nvml.txt" PATH="$WORK/bin:$PATH" FAKE_SMI_OUTPUT="$WORK/smi.txt" \
-	FAKE_SMI_EXIT_FILE="$WORK/smi.exit" GPU_SEED="$WORK/seed.json"
+	FAKE_SMI_EXIT_FILE="$WORK/smi.exit" GPU_SEED="$WORK/seed.json" PRICE_PER_HOUR_USD=1.00
 wait_for "gpu_info | jq -e '.source == \"seed\"' >/dev/null" 20
 gpu_info | jq -e '(.gpus | length) == 1 and (.gpus[0] | .utilization == 0.25 and .mem_used_mb == 20480
 	and .power_w == 180.5 and .temperature_c == 50 and .source == "seed")' >/dev/null ||
@@ -83,6 +83,19 @@ info "CASE-04 /health: $code $(cat "$WORK/health.json")"
 if [[ "$code" != 503 ]] || ! grep -q 'Driver/library version mismatch' "$WORK/health.json"; then
 	fail "CASE-04: /health must be 503 naming the mismatch"
 fi
+# The seed's price_per_hour_usd (3.60) overrides PRICE_PER_HOUR_USD (1.00 here) for its GPU
+# (an event in a later minute: the current one was written in part 1).
+printf '{"ts":"%s","host":"node-1","gpu_index":0,"model":"model-a","prompt_tokens":400,"completion_tokens":200}\n' \
+	"$(date -u -d '+3 min' +%Y-%m-%dT%H:%M:%SZ)" | produce_events || fail "producer failed"
+wait_for "[[ \$(mq count token_usage) -eq 3 ]]" 30
+"$PY" - <<'PY' || fail "the seed's price must override PRICE_PER_HOUR_USD"
+import os, sys
+from pymongo import MongoClient
+db = MongoClient(os.environ["MONGODB_URI"]).get_default_database()
+d = db.token_usage.find_one({"host": "node-1", "gpu_index": 0}, sort=[("window_start", -1)])
+print("  price_per_hour_usd", d["price_per_hour_usd"], "cost_usd", d["cost_usd"])
+sys.exit(0 if abs(d["price_per_hour_usd"] - 3.6) < 1e-12 and abs(d["cost_usd"] - 0.06) < 1e-12 else 1)
+PY
 printf '0, NVIDIA A100-SXM4-80GB, GPU-00000000-0000-0000-0000-000000000000, 37, 10240, 81920, 215.40, 54\n' >"$WORK/smi.txt"
 echo 0 >"$WORK/smi.exit"
 wait_for "gpu_info | jq -e '.source == \"nvidia-smi\" and .gpus[0].power_w == 215.4' >/dev/null" 20

@@ -196,7 +196,19 @@ static void event_rejects(void **state)
     assert_int_equal(reject_of("{\"ts\":1741507230,\"gpu_index\":0,\"model\":\"\xff\xfe\","
                                "\"prompt_tokens\":1,\"completion_tokens\":1}"),
                      TM_REJECT_INVALID_JSON);
+    /* a duplicate key is ambiguous: refused, not last-wins */
+    assert_int_equal(reject_of("{\"ts\":1741507230,\"ts\":1741510830,\"gpu_index\":0,"
+                               "\"model\":\"m\",\"prompt_tokens\":1,\"completion_tokens\":1}"),
+                     TM_REJECT_INVALID_JSON);
+    /* a huge integral number is out of range, not of the wrong type */
+    assert_int_equal(reject_of("{\"ts\":1741507230,\"gpu_index\":0,\"model\":\"m\","
+                               "\"prompt_tokens\":1e300,\"completion_tokens\":1}"),
+                     TM_REJECT_OUT_OF_RANGE);
+    assert_int_equal(reject_of("{\"ts\":1741507230,\"gpu_index\":0,\"model\":\"m\","
+                               "\"prompt_tokens\":70.0,\"completion_tokens\":1}"),
+                     TM_REJECT_NONE);
     assert_string_equal(tm_reject_name(TM_REJECT_LATE), "late");
+    assert_string_equal(tm_reject_name(TM_REJECT_BAD_KEY), "bad_key");
 }
 
 /* CASE-12: malformed, empty, tombstone payloads; a valid one without NUL. */
