@@ -76,9 +76,9 @@ test-integration: $(BIN) $(FAKE_NVML)
 # The README's test command: everything, then again under ASan + UBSan.
 test: deps
 	$(MAKE) lint
+	$(MAKE) fuzz-smoke
 	$(MAKE) test-unit test-integration
 	$(MAKE) SANITIZE=1 test-unit test-integration
-	$(MAKE) fuzz-smoke
 
 deps:
 	scripts/deps.sh
