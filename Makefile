@@ -6,6 +6,8 @@
 #   make SANITIZE=1 ...   AddressSanitizer + UBSan build in build/asan
 #   make demo             install what is missing, start the stack, replay the traces, report
 #   make down             stop the local stack
+#   make lab-up | lab-verify | lab-down   the DESIGN 1 topology in network namespaces (root)
+#   make install          install bin/tokenmeter and the example seed under $(DESTDIR)$(PREFIX)
 
 CC       ?= cc
 PKGS     := rdkafka libmongoc-1.0 libmicrohttpd jansson
@@ -33,7 +35,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 BIN      := $(B)/bin/tokenmeter
 
-.PHONY: all test test-unit test-integration demo down deps stack-up clean lint asan-test
+.PHONY: all test test-unit test-integration demo down deps stack-up clean lint asan-test \
+        lab-up lab-verify lab-down install
 all: $(BIN) bin/tokenmeter
 
 $(B)/obj/%.o: src/%.c $(wildcard src/*/*.h)
@@ -76,6 +79,7 @@ test-integration: $(BIN) $(FAKE_NVML)
 # The README's test command: everything, then again under ASan + UBSan.
 test: deps
 	$(MAKE) lint
+	deploy/selftest.sh
 	$(MAKE) fuzz-smoke
 	$(MAKE) test-unit test-integration
 	$(MAKE) SANITIZE=1 test-unit test-integration
@@ -93,8 +97,27 @@ demo: deps
 down:
 	scripts/stack.sh down
 
+# The DESIGN 1 four-VM topology in network namespaces (root; see scripts/lab.sh).
+lab-up: all
+	scripts/lab.sh up
+
+lab-verify:
+	scripts/lab.sh verify
+
+lab-down:
+	scripts/lab.sh down
+
 lint:
-	shellcheck -x scripts/*.sh tests/integration/*.sh tests/fake/nvidia-smi .ci/run
+	shellcheck -x scripts/*.sh tests/integration/*.sh tests/fake/nvidia-smi .ci/run \
+	    deploy/*.sh deploy/docker/*.sh
+
+# What the VMs (deploy/vm3-processor.sh, deploy/vm4-producers.sh) and the images
+# (deploy/docker/Dockerfile.*) install: make install PREFIX=/usr/local DESTDIR=/tmp/stage
+PREFIX   ?= /usr/local
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/tokenmeter
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tokenmeter
+	install -m 0644 config/gpu_seed.json $(DESTDIR)$(PREFIX)/share/tokenmeter/gpu_seed.json
 
 # libFuzzer harnesses of the nvidia-smi and gpu_seed.json parsers (clang, ASan + UBSan):
 #   make fuzz-smoke   each for FUZZ_SMOKE_S s (CI)      make fuzz   each for FUZZ_S s

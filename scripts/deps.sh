@@ -22,6 +22,8 @@ APT_PACKAGES=(
 	librdkafka-dev libmongoc-dev libbson-dev libmicrohttpd-dev
 	libcmocka-dev libjansson-dev libcurl4-openssl-dev
 	shellcheck clang curl netcat-openbsd jq python3 python3-venv
+	# scripts/lab.sh: network namespaces, firewalls, key-only sshd per VM, password-login checks
+	iproute2 nftables openssh-server openssh-client sshpass
 )
 
 do_apt=1

@@ -24,12 +24,20 @@
 #      TM_KAFKA_PORT (9092), TM_KAFKA_CONTROLLER_PORT (9093, KRaft), TM_ZK_PORT (2181),
 #      TM_MONGO_PORT (27017), TM_HEALTH_TIMEOUT (60 s), TM_STOP_TIMEOUT (20 s),
 #      TM_MONGO=auto|mongod|ferretdb (auto: mongod when on PATH, else FerretDB).
+#      Addresses (default 127.0.0.1; ZooKeeper and the KRaft controller always stay there):
+#      TM_KAFKA_HOST (broker listener), TM_KAFKA_ADVERTISED (host:port, default the
+#      listener), TM_MONGO_HOST (MongoDB server bind address).
+#      Authentication (FerretDB only): TM_MONGO_USER with TM_MONGO_PASSWORD_FILE creates
+#      that user in database TM_MONGO_DB (default tokenmeter) at first start and makes every
+#      command require it (FerretDB --test-enable-new-auth, SCRAM).
 set -euo pipefail
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HOST=127.0.0.1
+KAFKA_HOST="${TM_KAFKA_HOST:-$HOST}"
+MONGO_HOST="${TM_MONGO_HOST:-$HOST}"
 KAFKA_PORT="${TM_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${TM_KAFKA_CONTROLLER_PORT:-9093}"
 ZK_PORT="${TM_ZK_PORT:-2181}"
@@ -40,6 +48,9 @@ STATE="${TOKENMETER_STATE:-$TM_REPO/.stack}"
 RUN="$STATE/run"
 LOGS="$STATE/logs"
 MODE_FILE="$STATE/kafka/mode"
+KAFKA_ADVERTISED="${TM_KAFKA_ADVERTISED:-$KAFKA_HOST:$KAFKA_PORT}"
+MONGO_USER="${TM_MONGO_USER:-}"
+MONGO_DB="${TM_MONGO_DB:-tokenmeter}"
 
 for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$ZK_PORT" "$MONGO_PORT" "$HEALTH_TIMEOUT" "$STOP_TIMEOUT"; do
 	[[ "$p" =~ ^[0-9]+$ ]] || tm_die "not a number: '$p' (check TM_*_PORT / TM_*_TIMEOUT)"
@@ -76,9 +87,10 @@ running_pid() {
 	return 1
 }
 
+# port_open PORT [HOST]
 port_open() {
 	# shellcheck disable=SC2016  # expanded by the inner bash
-	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "${2:-$HOST}" "$1" 2>/dev/null
 }
 
 # Sends a ZooKeeper four-letter word and prints the answer.
@@ -95,7 +107,15 @@ spawn() {
 	mkdir -p "$RUN" "$LOGS"
 	printf '=== %s: scripts/stack.sh starts %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" >>"$out"
 	setsid "$@" </dev/null >>"$out" 2>&1 9>&- &
-	printf '%s\n' "$!" >"$(pidfile "$name")"
+	local pid=$! i
+	printf '%s\n' "$pid" >"$(pidfile "$name")"
+	# Until the child has exec'd, its command line is this script's and is_ours() would call
+	# it gone (seen under load): wait for the exec (or its death) before anyone checks.
+	for ((i = 0; i < 100; i++)); do
+		is_ours "$pid" && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
 }
 
 show_log() {
@@ -133,29 +153,29 @@ stop_service() {
 	printf '%-10s stopped (pid %s)\n' "$label" "$pid"
 }
 
-# wait_port NAME LABEL PORT LOG...: until PORT accepts connections or the process dies.
+# wait_port NAME LABEL HOST:PORT LOG...: until HOST:PORT accepts connections or the process dies.
 wait_port() {
-	local name="$1" label="$2" port="$3"
+	local name="$1" label="$2" host="${3%:*}" port="${3##*:}"
 	shift 3
 	local deadline=$((SECONDS + HEALTH_TIMEOUT))
-	while ! port_open "$port"; do
+	while ! port_open "$port" "$host"; do
 		if ! running_pid "$name" >/dev/null; then
 			show_log "$@"
 			tm_die "$label exited during start-up"
 		fi
 		if ((SECONDS >= deadline)); then
 			show_log "$@"
-			tm_die "$label did not open $HOST:$port within ${HEALTH_TIMEOUT}s"
+			tm_die "$label did not open $host:$port within ${HEALTH_TIMEOUT}s"
 		fi
 		sleep 0.5
 	done
 }
 
-# refuse to start on a port some other process holds
+# refuse to start on a port some other process holds: check_port_free LABEL PORT [HOST]
 check_port_free() {
-	local label="$1" port="$2"
-	if port_open "$port"; then
-		tm_die "$HOST:$port is in use by a process this script did not start (wanted for $label)"
+	local label="$1" port="$2" host="${3:-$HOST}"
+	if port_open "$port" "$host"; then
+		tm_die "$host:$port is in use by a process this script did not start (wanted for $label)"
 	fi
 }
 
@@ -196,7 +216,7 @@ kafka_class() {
 }
 
 topic_tool() {
-	kafka_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" "$@"
+	kafka_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_HOST:$KAFKA_PORT" "$@"
 }
 
 kafka_mode() {
@@ -265,7 +285,7 @@ start_zk() {
 
 wait_zk() {
 	local pid="$1" deadline=$((SECONDS + HEALTH_TIMEOUT))
-	wait_port zookeeper zookeeper "$ZK_PORT" "$LOGS/zookeeper.log" "$LOGS/zookeeper.out"
+	wait_port zookeeper zookeeper "$HOST:$ZK_PORT" "$LOGS/zookeeper.log" "$LOGS/zookeeper.out"
 	until zk_healthy; do
 		if ((SECONDS >= deadline)) || ! running_pid zookeeper >/dev/null; then
 			show_log "$LOGS/zookeeper.log" "$LOGS/zookeeper.out"
@@ -288,7 +308,7 @@ write_kafka_config() {
 				process.roles=broker,controller
 				node.id=0
 				controller.quorum.voters=0@$HOST:$CONTROLLER_PORT
-				listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+				listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
 				controller.listener.names=CONTROLLER
 				inter.broker.listener.name=PLAINTEXT
 				listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -297,7 +317,7 @@ write_kafka_config() {
 		else
 			cat <<-EOF
 				broker.id=0
-				listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+				listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
 				listener.security.protocol.map=PLAINTEXT:PLAINTEXT
 				zookeeper.connect=$HOST:$ZK_PORT
 				zookeeper.connection.timeout.ms=18000
@@ -305,7 +325,7 @@ write_kafka_config() {
 			EOF
 		fi
 		cat <<-EOF
-			advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+			advertised.listeners=PLAINTEXT://$KAFKA_ADVERTISED
 			num.partitions=12
 			default.replication.factor=1
 			offsets.topic.replication.factor=1
@@ -366,7 +386,7 @@ start_kafka() {
 		return 0
 	fi
 	need_kafka
-	check_port_free kafka "$KAFKA_PORT"
+	check_port_free kafka "$KAFKA_PORT" "$KAFKA_HOST"
 	[[ "$mode" == zk ]] || check_port_free "kafka controller" "$CONTROLLER_PORT"
 	write_kafka_config "$mode"
 	[[ "$mode" == zk ]] || format_kraft
@@ -385,16 +405,16 @@ start_kafka() {
 
 wait_kafka() {
 	local pid="$1" mode="$2" what="$3" deadline=$((SECONDS + HEALTH_TIMEOUT))
-	wait_port kafka kafka "$KAFKA_PORT" "$LOGS/kafka.log" "$LOGS/kafka.out"
+	wait_port kafka kafka "$KAFKA_HOST:$KAFKA_PORT" "$LOGS/kafka.log" "$LOGS/kafka.out"
 	until topic_tool --list >/dev/null 2>"$STATE/kafka/health.err"; do
 		if ((SECONDS >= deadline)) || ! running_pid kafka >/dev/null; then
 			show_log "$LOGS/kafka.log" "$LOGS/kafka.out" "$STATE/kafka/health.err"
-			tm_die "kafka does not answer on $HOST:$KAFKA_PORT (TopicCommand --list failed)"
+			tm_die "kafka does not answer on $KAFKA_HOST:$KAFKA_PORT (TopicCommand --list failed)"
 		fi
 		sleep 1
 	done
 	printf '%-10s %s (pid %s, %s:%s, %s mode, answers TopicCommand --list)\n' \
-		kafka "$what" "$pid" "$HOST" "$KAFKA_PORT" "$mode"
+		kafka "$what" "$pid" "$KAFKA_HOST" "$KAFKA_PORT" "$mode"
 }
 
 # ---------------------------------------------------------------- MongoDB (mongod or FerretDB)
@@ -411,29 +431,41 @@ mongo_impl() {
 start_mongo() {
 	local pid impl dir="$STATE/mongo"
 	if pid="$(running_pid mongo)"; then
-		wait_port mongo mongo "$MONGO_PORT" "$LOGS/mongo.log"
-		printf '%-10s already running (pid %s, %s:%s)\n' mongo "$pid" "$HOST" "$MONGO_PORT"
+		wait_port mongo mongo "$MONGO_HOST:$MONGO_PORT" "$LOGS/mongo.log"
+		printf '%-10s already running (pid %s, %s:%s)\n' mongo "$pid" "$MONGO_HOST" "$MONGO_PORT"
 		return 0
 	fi
-	check_port_free mongo "$MONGO_PORT"
+	check_port_free mongo "$MONGO_PORT" "$MONGO_HOST"
 	impl="$(mongo_impl)"
+	local -a auth=()
+	local password=""
+	if [[ -n "$MONGO_USER" ]]; then
+		[[ "$impl" == ferretdb ]] ||
+			tm_die "TM_MONGO_USER: user set-up is only implemented for FerretDB (set TM_MONGO=ferretdb)"
+		[[ -r "${TM_MONGO_PASSWORD_FILE:-}" ]] || tm_die "TM_MONGO_USER needs a readable TM_MONGO_PASSWORD_FILE"
+		password="$(<"$TM_MONGO_PASSWORD_FILE")"
+		[[ -n "$password" ]] || tm_die "TM_MONGO_PASSWORD_FILE is empty"
+		auth=(--test-enable-new-auth --setup-database="$MONGO_DB" --setup-username="$MONGO_USER")
+		impl="ferretdb (auth: user $MONGO_USER in $MONGO_DB)"
+	fi
 	if [[ "$impl" == mongod ]]; then
 		mkdir -p "$dir/mongod-data" "$LOGS"
 		spawn mongo "$LOGS/mongo.log" \
-			"$(command -v mongod)" --bind_ip "$HOST" --port "$MONGO_PORT" \
+			"$(command -v mongod)" --bind_ip "$MONGO_HOST" --port "$MONGO_PORT" \
 			--dbpath "$dir/mongod-data"
 	else
 		[[ -x "$TM_FERRETDB_BIN" ]] || tm_die "FerretDB not in $TM_CACHE/bin (run scripts/deps.sh)"
 		mkdir -p "$dir/ferretdb-data" "$dir/ferretdb-state" "$LOGS"
-		spawn mongo "$LOGS/mongo.log" \
+		# the password travels in the environment (FERRETDB_SETUP_PASSWORD), not on the command line
+		FERRETDB_SETUP_PASSWORD="$password" spawn mongo "$LOGS/mongo.log" \
 			env DO_NOT_TRACK=1 "$TM_FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$dir/ferretdb-data/" \
-			--state-dir="$dir/ferretdb-state" --listen-addr="$HOST:$MONGO_PORT" \
+			--state-dir="$dir/ferretdb-state" --listen-addr="$MONGO_HOST:$MONGO_PORT" \
 			--debug-addr=- --telemetry=disable --test-telemetry-url="http://$HOST:9/" \
-			--log-level=INFO --no-log-uuid
+			--log-level=INFO --no-log-uuid "${auth[@]}"
 	fi
 	printf '%s\n' "$impl" >"$dir/impl"
-	wait_port mongo mongo "$MONGO_PORT" "$LOGS/mongo.log"
-	printf '%-10s running (pid %s, %s:%s, %s)\n' mongo "$(running_pid mongo)" "$HOST" "$MONGO_PORT" "$impl"
+	wait_port mongo mongo "$MONGO_HOST:$MONGO_PORT" "$LOGS/mongo.log"
+	printf '%-10s running (pid %s, %s:%s, %s)\n' mongo "$(running_pid mongo)" "$MONGO_HOST" "$MONGO_PORT" "$impl"
 }
 
 # ---------------------------------------------------------------- commands
@@ -456,7 +488,7 @@ cmd_up() {
 	start_kafka "$mode"
 	start_mongo
 	printf 'KAFKA_BOOTSTRAP=%s:%s MONGODB_URI=mongodb://%s:%s/tokenmeter\n' \
-		"$HOST" "$KAFKA_PORT" "$HOST" "$MONGO_PORT"
+		"$KAFKA_HOST" "$KAFKA_PORT" "$MONGO_HOST" "$MONGO_PORT"
 }
 
 # The processor of the local stack. Its command line names $STATE/gpu_seed.json, which
@@ -472,8 +504,8 @@ cmd_processor_start() {
 		cp "${GPU_SEED:-$TM_REPO/config/gpu_seed.json}" "$seed"
 	fi
 	HTTP_LISTEN="${HTTP_LISTEN:-127.0.0.1:8080}" \
-		KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$HOST:$KAFKA_PORT}" \
-		MONGODB_URI="${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/tokenmeter}" \
+		KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$KAFKA_HOST:$KAFKA_PORT}" \
+		MONGODB_URI="${MONGODB_URI:-mongodb://$MONGO_HOST:$MONGO_PORT/tokenmeter}" \
 		nohup "$bin" process --gpu-seed "$seed" >>"$LOGS/processor.log" 2>&1 9>&- &
 	pid=$!
 	printf '%s\n' "$pid" >"$(pidfile processor)"
@@ -509,8 +541,8 @@ cmd_status() {
 	[[ -f "$STATE/mongo/impl" ]] && impl="$(<"$STATE/mongo/impl")"
 	status_line processor "${HTTP_LISTEN:-127.0.0.1:8080}"
 	status_line zookeeper "$HOST:$ZK_PORT"
-	status_line kafka "$HOST:$KAFKA_PORT" " ($(kafka_mode) mode)"
-	status_line mongo "$HOST:$MONGO_PORT" " ($impl)"
+	status_line kafka "$KAFKA_HOST:$KAFKA_PORT" " ($(kafka_mode) mode)"
+	status_line mongo "$MONGO_HOST:$MONGO_PORT" " ($impl)"
 }
 
 cmd_topics() {
@@ -528,8 +560,8 @@ main() {
 		return 0
 		;;
 	env)
-		printf 'export KAFKA_BOOTSTRAP=%s:%s\n' "$HOST" "$KAFKA_PORT"
-		printf 'export MONGODB_URI=mongodb://%s:%s/tokenmeter\n' "$HOST" "$MONGO_PORT"
+		printf 'export KAFKA_BOOTSTRAP=%s:%s\n' "$KAFKA_HOST" "$KAFKA_PORT"
+		printf 'export MONGODB_URI=mongodb://%s:%s/tokenmeter\n' "$MONGO_HOST" "$MONGO_PORT"
 		return 0
 		;;
 	esac

@@ -112,6 +112,14 @@ static void store_healthy(struct proc *p)
         tm_info("store", "MongoDB reachable again");
 }
 
+static bool store_down(struct proc *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool down = p->store_error[0] != '\0';
+    pthread_mutex_unlock(&p->mu);
+    return down;
+}
+
 static void store_failed(struct proc *p, const struct tm_error *err)
 {
     atomic_fetch_add(&p->store_errors, 1);
@@ -357,7 +365,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* Revoked: write what closed, commit exactly what is persisted, and drop
      * the unwritten rest for the new owner to rebuild from the commit. */
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        flush_windows(p, false);
+        if (!(*p->stop && store_down(p))) /* stopping: no 5 s wait on a dead store */
+            flush_windows(p, false);
         commit_offsets(p);
     }
     for (int i = 0; i < parts->cnt; i++) {
@@ -928,9 +937,13 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
     }
 
     if (rc == TM_EXIT_OK) {
+        /* With MongoDB down nothing more can be written: commit what is safe
+         * and go, rather than wait on server selection (DESIGN 3.5). */
         tm_info("proc", "stopping: writing closed windows and committing");
-        p.store_retry_at = 0;
-        flush_windows(&p, false);
+        if (!store_down(&p)) {
+            p.store_retry_at = 0;
+            flush_windows(&p, false);
+        }
         commit_offsets(&p);
     }
 
