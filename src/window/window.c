@@ -210,6 +210,26 @@ static void count(struct tm_window *w, int64_t offset, const struct tm_event *ev
     add_model(w, ev);
 }
 
+/* Keep only the newest KEEP_PERSISTED written windows of @p g (and @p keep);
+ * older ones are answered by the store lookup if they ever come up again. */
+static void evict_persisted(struct gpu_state *g, const struct tm_window *keep)
+{
+    size_t persisted = 0;
+    for (size_t i = 0; i < g->nwins; i++)
+        persisted += g->wins[i]->state == TM_WIN_PERSISTED;
+    size_t k = 0;
+    for (size_t i = 0; i < g->nwins; i++) {
+        struct tm_window *x = g->wins[i];
+        if (x->state == TM_WIN_PERSISTED && persisted > KEEP_PERSISTED && x != keep) {
+            window_free(x);
+            persisted--;
+            continue;
+        }
+        g->wins[k++] = x;
+    }
+    g->nwins = k;
+}
+
 /* ------------------------------------------------------------------ adding */
 
 int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const struct tm_event *ev,
@@ -246,10 +266,16 @@ int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const stru
                           &stored_max, err) < 0)
             return -1;
         if (found) {
-            if (owner != partition)
+            if (owner != partition) {
                 *res = TM_ADD_FOREIGN;
-            else
-                *res = offset <= stored_max ? TM_ADD_DUPLICATE : TM_ADD_LATE;
+                return 0;
+            }
+            *res = offset <= stored_max ? TM_ADD_DUPLICATE : TM_ADD_LATE;
+            /* Remember the stored window, so the rest of a replay of it is
+             * answered here, not by one store lookup per event. */
+            w = open_window(agg, g, partition, start, stored_max);
+            w->state = TM_WIN_PERSISTED;
+            evict_persisted(g, w);
             return 0;
         }
         if (g->has_wm && start + agg->window_ms + agg->lateness_ms <= g->wm_ms) {
@@ -326,22 +352,7 @@ void tm_agg_persisted(struct tm_agg *agg, struct tm_window *w)
         return;
     if (w->end_ms > g->frontier_ms)
         g->frontier_ms = w->end_ms;
-    /* Keep only the newest KEEP_PERSISTED written windows; older ones are
-     * answered by the store lookup if they ever come up again. */
-    size_t persisted = 0;
-    for (size_t i = 0; i < g->nwins; i++)
-        persisted += g->wins[i]->state == TM_WIN_PERSISTED;
-    size_t k = 0;
-    for (size_t i = 0; i < g->nwins; i++) {
-        struct tm_window *x = g->wins[i];
-        if (x->state == TM_WIN_PERSISTED && persisted > KEEP_PERSISTED && x != w) {
-            window_free(x);
-            persisted--;
-            continue;
-        }
-        g->wins[k++] = x;
-    }
-    g->nwins = k;
+    evict_persisted(g, w);
 }
 
 /* ---------------------------------------------------------------- commits */

@@ -198,6 +198,9 @@ static void case_09c_replay_after_crash(void **state)
     assert_int_equal(add(agg, 0, 12, W0 + 70 * SEC, 0, 70, 30, &ops), TM_ADD_COUNTED);
     /* a new event for W after the replay is late, not an overwrite of W */
     assert_int_equal(add(agg, 0, 13, W0 + 59 * SEC, 0, 1, 0, &ops), TM_ADD_LATE);
+    /* the stored window is remembered: replaying more of it needs no lookup */
+    assert_int_equal(add(agg, 0, 9, W0 + 50 * SEC, 0, 40, 20, &ops), TM_ADD_DUPLICATE);
+    assert_int_equal(f.lookups, 1);
     struct tm_window *w[2] = {0};
     assert_int_equal(flush(agg, 0, false, true, w, 2), 1);
     assert_int_equal(w[0]->start_ms, W0 + 60 * SEC);
