@@ -98,18 +98,22 @@ struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_o
     if (strcmp(name, "auto") != 0) {
         src = try_open(name, args, err);
     } else {
+        /* Auto always yields a source, even with no backend live yet: its
+         * polls keep probing, and its memory of skip reasons keeps each
+         * reason logged once, not once per poll. */
         struct tm_gpu_source probe = {0};
-        size_t rank = 0;
+        size_t rank = AUTO_N;
         src = auto_probe(&probe, AUTO_N, args, &rank, err);
-        if (src) {
-            memcpy(src->skipped, probe.skipped, sizeof(src->skipped));
-            memcpy(src->degraded, probe.degraded, sizeof(src->degraded));
-            src->auto_mode = true;
-            src->rank = rank;
+        if (!src)
+            src = tm_xcalloc(1, sizeof(*src));
+        memcpy(src->skipped, probe.skipped, sizeof(src->skipped));
+        memcpy(src->degraded, probe.degraded, sizeof(src->degraded));
+        src->auto_mode = true;
+        src->rank = rank;
+        if (src->ops)
             tm_info("gpu", "GPU source: %s", auto_order[rank]);
-        } else if (err && probe.degraded[0]) {
-            tm_error_set(err, TM_ERR_GPU, 0, "%s", probe.degraded);
-        }
+        else
+            tm_warn("gpu", "no GPU source works yet; trying again at every sample");
     }
     if (src) {
         src->seed_path = tm_xstrdup(args->seed_path ? args->seed_path : "");
@@ -119,8 +123,9 @@ struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_o
     return src;
 }
 
-/* Auto on a fallback: a better source may have come back (driver reloaded,
- * nvidia-smi fixed).  Try them before each poll and switch to the best. */
+/* Auto on a fallback (or on nothing): a better source may have come back
+ * (driver reloaded, nvidia-smi fixed).  Try them before each poll and switch
+ * to the best that works. */
 static void auto_reprobe(struct tm_gpu_source *src)
 {
     if (!src->auto_mode || src->rank == 0)
@@ -130,8 +135,10 @@ static void auto_reprobe(struct tm_gpu_source *src)
     struct tm_gpu_source *better = auto_probe(src, src->rank, &args, &rank, NULL);
     if (!better)
         return;
-    tm_info("gpu", "GPU source: %s (was %s)", auto_order[rank], src->ops->name);
-    src->ops->close(src->priv);
+    tm_info("gpu", "GPU source: %s (was %s)", auto_order[rank],
+            src->ops ? src->ops->name : "none");
+    if (src->ops)
+        src->ops->close(src->priv);
     src->ops = better->ops;
     src->priv = better->priv;
     src->rank = rank;
@@ -142,6 +149,11 @@ int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struc
 {
     auto_reprobe(src);
     memset(out, 0, sizeof(*out));
+    if (!src->ops) {
+        tm_error_set(err, TM_ERR_GPU, 0, "no GPU source works (%s)",
+                     src->degraded[0] ? src->degraded : "no NVML, no nvidia-smi, no GPU_SEED");
+        return -1;
+    }
     if (src->ops->poll(src->priv, out, err) < 0)
         return -1;
     int64_t now = tm_now_ms();
@@ -159,14 +171,15 @@ const char *tm_gpu_source_degraded(const struct tm_gpu_source *src)
 
 const char *tm_gpu_source_name(const struct tm_gpu_source *src)
 {
-    return src->ops->name;
+    return src->ops ? src->ops->name : "none";
 }
 
 void tm_gpu_source_close(struct tm_gpu_source *src)
 {
     if (!src)
         return;
-    src->ops->close(src->priv);
+    if (src->ops)
+        src->ops->close(src->priv);
     free(src->seed_path);
     free(src->host);
     free(src);

@@ -99,7 +99,9 @@ struct tm_gpu_source;
  *        skipped, and before every poll on a fallback tries the better ones
  *        again (switching when one works).
  * @param args  borrowed for the call
- * @returns owned, free with tm_gpu_source_close(); NULL when none works.
+ * @returns owned, free with tm_gpu_source_close().  A named source that
+ *          cannot open gives NULL (@p err says why); `auto` always gives a
+ *          source, whose polls fail ("no GPU source works") until one does.
  */
 struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_open_args *args,
                                          struct tm_error *err);
@@ -115,7 +117,7 @@ int tm_gpu_source_poll(struct tm_gpu_source *src, struct tm_gpu_poll *out, struc
  */
 const char *tm_gpu_source_degraded(const struct tm_gpu_source *src);
 
-/** @brief Name of the live backend. */
+/** @brief Name of the live backend ("none" for `auto` with none working). */
 const char *tm_gpu_source_name(const struct tm_gpu_source *src);
 
 void tm_gpu_source_close(struct tm_gpu_source *src);

@@ -564,9 +564,15 @@ static void sample_once(struct proc *p, struct tm_gpu_poll *poll, bool *metrics_
     }
     int rc = tm_gpu_source_poll(p->gpu, poll, &err);
     pthread_mutex_lock(&p->mu);
-    snprintf(p->gpu_source, sizeof(p->gpu_source), "%s", tm_gpu_source_name(p->gpu));
+    const char *name = tm_gpu_source_name(p->gpu);
+    snprintf(p->gpu_source, sizeof(p->gpu_source), "%s", strcmp(name, "none") ? name : "");
     if (rc < 0) {
-        snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: %s: %s", p->gpu_source, err.msg);
+        if (p->gpu_source[0])
+            snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: %s: %s", p->gpu_source, err.msg);
+        else
+            snprintf(p->gpu_error, sizeof(p->gpu_error), "gpu: %s", err.msg);
+        memcpy(p->gpu_errors, poll->errors, poll->nerr * sizeof(*poll->errors));
+        p->ngpu_errors = poll->nerr;
         pthread_mutex_unlock(&p->mu);
         return; /* last samples stay, with their age */
     }
@@ -612,8 +618,21 @@ static void *sampler_main(void *arg)
     struct proc *p = arg;
     struct tm_gpu_poll *poll = tm_xcalloc(1, sizeof(*poll));
     bool metrics_failing = false;
+    char logged[HEALTH_LEN] = "";
     while (!*p->stop) {
         sample_once(p, poll, &metrics_failing);
+        /* The GPU side of /health, logged when it changes, not every poll. */
+        char now_err[HEALTH_LEN];
+        pthread_mutex_lock(&p->mu);
+        memcpy(now_err, p->gpu_error, sizeof(now_err));
+        pthread_mutex_unlock(&p->mu);
+        if (strcmp(now_err, logged) != 0) {
+            if (now_err[0])
+                tm_warn("gpu", "%s", now_err);
+            else
+                tm_info("gpu", "GPUs read normally again");
+            memcpy(logged, now_err, sizeof(logged));
+        }
         for (long i = 0; i < p->cfg->gpu_sample_seconds * 10 && !*p->stop; i++) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);

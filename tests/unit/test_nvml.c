@@ -398,9 +398,25 @@ static void case_04_auto_falls_back_to_seed(void **state)
     free(p);
     tm_gpu_source_close(src);
 
-    /* Variant: no seed either: an explicit error naming the mismatch. */
-    assert_null(tm_gpu_source_open("auto", &no_seed, &err));
-    assert_non_null(strstr(err.msg, "Driver/library version mismatch"));
+    /* Variant: no seed either: the source stays up (it keeps probing, logging
+     * each skip reason once), and its polls fail with an explicit error
+     * naming the mismatch, never an empty success. */
+    capture_begin();
+    src = tm_gpu_source_open("auto", &no_seed, &err);
+    assert_non_null(src);
+    assert_string_equal(tm_gpu_source_name(src), "none");
+    p = calloc(1, sizeof(*p));
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(tm_gpu_source_poll(src, p, &err), -1);
+        assert_int_equal(p->n, 0);
+        assert_non_null(strstr(err.msg, "Driver/library version mismatch"));
+    }
+    log = capture_end();
+    assert_int_equal(count_lines(log, "nvml", "skipped", "Driver/library version mismatch", NULL),
+                     1);
+    free(log);
+    free(p);
+    tm_gpu_source_close(src);
 }
 
 /* CASE-05 (a), the child half: open `auto` with what the parent set up and
