@@ -237,6 +237,7 @@ int tm_cmd_report(int argc, char **argv)
     qsort(a.gpus, a.ngpus, sizeof(*a.gpus), cmp_gpu);
 
     struct row tot = {.host = "TOTAL", .model = "", .gpu_index = -1};
+    int64_t t_first = 0, t_last = 0;
     json_t *rows = json_array();
     if (!json_out)
         printf("%-16s %4s %-20s %9s %12s %12s %9s %8s %10s %11s %8s %12s\n", "host", "gpu",
@@ -267,12 +268,19 @@ int tm_cmd_report(int argc, char **argv)
         tot.requests += g->requests;
         tot.prompt += g->prompt;
         tot.completion += g->completion;
-        tot.tps += g->busy_s > 0 ? (double)tokens / g->busy_s : 0;
+        if (i == 0 || g->first_start_ms < t_first)
+            t_first = g->first_start_ms;
+        if (i == 0 || g->last_end_ms > t_last)
+            t_last = g->last_end_ms;
         tot.gpu_hours += g->busy_s / 3600.0;
         tot.usd += g->cost_usd;
         tot.idle_hours += idle_s / 3600.0;
         tot.idle_usd += idle_usd;
     }
+    /* The fleet's throughput: all tokens over the whole period. */
+    tot.tps = t_last > t_first ? (double)(tot.prompt + tot.completion) /
+                                     ((double)(t_last - t_first) / 1000.0)
+                               : 0;
     if (json_out) {
         json_t *o = json_object();
         json_object_set_new(o, "rows", rows);
@@ -284,7 +292,9 @@ int tm_cmd_report(int argc, char **argv)
     } else {
         json_decref(rows);
         print_row(&tot, false);
-        printf("USD = the windows' cost_usd (GPU time that served requests); idle GPU-h = gaps "
+        printf("tokens/s: per row over its GPU's metered windows; TOTAL over the whole period "
+               "(first window start to last window end).\n"
+               "USD: the windows' cost_usd (GPU time that served requests); idle GPU-h: gaps "
                "without requests between a GPU's first and last window.\n");
     }
 

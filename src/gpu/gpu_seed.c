@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/mem.h"
 #include "gpu/gpu.h"
 
@@ -49,15 +50,15 @@ int tm_gpu_seed_parse(const char *buf, size_t len, const char *host, struct tm_g
                       size_t max, struct tm_error *err)
 {
     json_error_t je;
-    json_t *root = json_loadb(buf, len, 0, &je);
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         tm_error_set(err, TM_ERR_PARSE, 0, "gpu_seed: invalid JSON at line %d: %s", je.line,
                      je.text);
         return -1;
     }
     int n = -1;
-    if (!json_is_array(root)) {
-        tm_error_set(err, TM_ERR_PARSE, 0, "gpu_seed: expected a JSON array of GPUs");
+    if (!json_is_array(root) || json_array_size(root) == 0) {
+        tm_error_set(err, TM_ERR_PARSE, 0, "gpu_seed: expected a non-empty JSON array of GPUs");
         goto out;
     }
     size_t i;
@@ -140,6 +141,14 @@ static int seed_open(void **priv, const struct tm_gpu_open_args *args, struct tm
         return -1;
     }
     s->n = (size_t)n;
+    /* The shared example lists gpu_index 0 twice: allowed, but the price a
+     * window is billed at must not be a silent guess. */
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = i + 1; j < s->n; j++)
+            if (s->s[i].gpu_index == s->s[j].gpu_index && strcmp(s->s[i].host, s->s[j].host) == 0)
+                tm_warn("gpu", "GPU_SEED %s: entries %zu and %zu are both %s GPU %d: the later "
+                               "one's values and price win",
+                        seed_path, i, j, s->s[i].host, s->s[i].gpu_index);
     *priv = s;
     return 0;
 }

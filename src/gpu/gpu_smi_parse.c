@@ -314,6 +314,8 @@ static int parse_index(struct span v)
     return idx;
 }
 
+static void parse_error_line(struct parser *ps, struct span line);
+
 static void parse_row(struct parser *ps, struct span line)
 {
     int rowno = ps->rowno++;
@@ -337,11 +339,21 @@ static void parse_row(struct parser *ps, struct span line)
             if (ps->pos[k] != (int)col)
                 continue;
             if (k == SLOT_INDEX) {
+                /* A row whose index cannot be trusted is not a GPU sample:
+                 * guessing would give two GPUs one index (gpu_metrics and
+                 * the energy join key on it).  It becomes an error entry.
+                 * (A repeated index is kept: saved time series repeat it.) */
                 int idx = parse_index(v);
-                if (idx >= 0)
-                    s->gpu_index = idx;
-                else
-                    add_note(ps, "index", "not an index (row number used)", v);
+                if (idx < 0 || idx > TM_SMI_MAX_INDEX) {
+                    add_note(ps, "index",
+                             idx < 0 ? "not an index (row reported as an error)"
+                                     : "out of range (row reported as an error)",
+                             v);
+                    ps->rowno--;
+                    parse_error_line(ps, line);
+                    return;
+                }
+                s->gpu_index = idx;
             } else {
                 parse_field(ps, s, k - SLOT_FIELD0, v);
             }

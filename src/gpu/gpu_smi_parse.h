@@ -13,6 +13,9 @@
 #include "common/error.h"
 #include "gpu/gpu.h"
 
+/** Largest GPU index accepted, as in token events (DESIGN 2.1 gpu_index). */
+#define TM_SMI_MAX_INDEX 65535
+
 /**
  * The columns tokenmeter asks nvidia-smi for, in this order (the value of
  * --query-gpu).  Input without a header is read in this order.  pci.bus_id

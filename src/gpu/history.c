@@ -13,6 +13,7 @@
 struct point {
     int64_t ts_ms;
     unsigned valid;
+    bool measured; /* from NVML or nvidia-smi, not the seed file */
     double power_w, utilization;
 };
 
@@ -79,7 +80,9 @@ void tm_gpu_history_add(struct tm_gpu_history *h, const struct tm_gpu_sample *sm
         s->cap = s->cap ? s->cap * 2 : 16;
         s->pts = tm_xrealloc(s->pts, s->cap * sizeof(*s->pts));
     }
-    s->pts[s->n++] = (struct point){smp->ts_ms, smp->valid, smp->power_w, smp->utilization};
+    s->pts[s->n++] = (struct point){smp->ts_ms, smp->valid,
+                                    !smp->source || strcmp(smp->source, "seed") != 0,
+                                    smp->power_w, smp->utilization};
     if (smp->valid & TM_GPU_PRICE) {
         s->has_price = true;
         s->price = smp->price_per_hour_usd;
@@ -95,11 +98,17 @@ void tm_gpu_history_window(const struct tm_gpu_history *h, const char *host, int
         return;
     out->has_price = s->has_price;
     out->price_per_hour_usd = s->price;
+    /* Measured values win: seed values (hand-written) count only in a
+     * window without any measured sample, never averaged with them. */
+    bool any_measured = false;
+    for (size_t i = 0; i < s->n; i++)
+        any_measured |= s->pts[i].measured && s->pts[i].ts_ms >= start_ms && s->pts[i].ts_ms < end_ms;
+    out->measured = any_measured;
     double pw = 0, ut = 0;
     int npw = 0, nut = 0;
     for (size_t i = 0; i < s->n; i++) {
         const struct point *p = &s->pts[i];
-        if (p->ts_ms < start_ms || p->ts_ms >= end_ms)
+        if (p->ts_ms < start_ms || p->ts_ms >= end_ms || (any_measured && !p->measured))
             continue;
         out->samples++;
         if (p->valid & TM_GPU_POWER) {

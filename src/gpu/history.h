@@ -4,6 +4,9 @@
  * the samples of the same GPU whose ts falls inside [window_start,
  * window_end) (DESIGN 2.4); energy_j = avg_power_w * window_s (cost.h).
  *
+ * When a window holds measured samples (NVML, nvidia-smi), seed samples are
+ * left out of it: hand-written values are never averaged with measured ones.
+ *
  * Pure and single-threaded: the processor guards it with its own mutex.
  */
 #ifndef TM_GPU_HISTORY_H
@@ -26,7 +29,8 @@ void tm_gpu_history_add(struct tm_gpu_history *h, const struct tm_gpu_sample *s)
 
 /** Means over the samples inside a window; a mean without samples is absent. */
 struct tm_gpu_window_stats {
-    int samples;
+    int samples;  /* samples used (measured ones only, when there are any) */
+    bool measured; /* from NVML or nvidia-smi; false: from the seed file */
     bool has_power, has_utilization, has_price;
     double avg_power_w;     /* W */
     double avg_utilization; /* 0..1 */

@@ -209,6 +209,7 @@ static void window_meta(struct proc *p, const struct tm_window *w, struct tm_win
     meta->has_power = st.has_power;
     meta->avg_power_w = st.avg_power_w;
     meta->has_utilization = st.has_utilization;
+    meta->gpu_values = st.samples == 0 ? NULL : st.measured ? "measured" : "seed";
     meta->avg_utilization = st.avg_utilization;
 }
 

@@ -196,6 +196,10 @@ void tm_store_window_doc(const struct tm_window *w, const struct tm_window_meta 
     append_double_or_null(doc, "energy_j", c.has_energy, c.energy_j);
     append_double_or_null(doc, "joules_per_token", c.has_joules_per_token, c.joules_per_token);
     append_double_or_null(doc, "avg_utilization", meta->has_utilization, meta->avg_utilization);
+    if (meta->gpu_values)
+        BSON_APPEND_UTF8(doc, "gpu_values", meta->gpu_values);
+    else
+        BSON_APPEND_NULL(doc, "gpu_values");
     BSON_APPEND_DATE_TIME(doc, "first_event_ts", w->first_ts_ms);
     BSON_APPEND_DATE_TIME(doc, "last_event_ts", w->last_ts_ms);
 

@@ -28,6 +28,7 @@ struct tm_window_meta {
     double price_per_hour_usd; /* USD per GPU-hour for this GPU */
     bool has_power;            /* GPU samples with power fell inside the window */
     double avg_power_w;        /* W */
+    const char *gpu_values;    /* "measured" | "seed": where power/utilization came from, NULL: none */
     bool has_utilization;      /* GPU samples with utilization fell inside the window */
     double avg_utilization;    /* 0..1 */
 };

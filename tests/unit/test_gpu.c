@@ -97,7 +97,8 @@ static void seed_errors(void **state)
     struct tm_error err;
     const char *bad[] = {"{}", "[1]", "[{\"name\":\"x\"}]", "[{\"gpu_index\":-1}]",
                          "[{\"gpu_index\":0,\"utilization\":37}]",
-                         "[{\"gpu_index\":0,\"power_w\":\"215\"}]", "[", ""};
+                         "[{\"gpu_index\":0,\"power_w\":\"215\"}]", "[", "", "[]",
+                         "[{\"gpu_index\":0,\"gpu_index\":1}]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (tm_gpu_seed_parse(bad[i], strlen(bad[i]), "h", s, 4, &err) != -1)
             fail_msg("seed %s accepted", bad[i]);
@@ -159,6 +160,29 @@ static void case_01_energy_join(void **state)
     tm_gpu_history_free(h);
 }
 
+/* CASE-04's switch from the seed to nvidia-smi inside one window: the
+ * measured samples alone make the averages. */
+static void measured_beats_seed(void **state)
+{
+    (void)state;
+    struct tm_gpu_history *h = tm_gpu_history_new(600000);
+    struct tm_gpu_sample a = sample(0, W0 + 5000, true, 180.5);
+    a.source = "seed";
+    struct tm_gpu_sample b = sample(0, W0 + 10000, true, 215.4);
+    b.source = "nvidia-smi";
+    tm_gpu_history_add(h, &a);
+    tm_gpu_history_add(h, &b);
+    struct tm_gpu_window_stats st;
+    tm_gpu_history_window(h, "node-1", 0, W0, W0 + 60000, &st);
+    assert_true(st.measured);
+    assert_int_equal(st.samples, 1);
+    assert_close(st.avg_power_w, 215.4);
+    tm_gpu_history_window(h, "node-1", 0, W0, W0 + 8000, &st); /* seed only */
+    assert_false(st.measured);
+    assert_close(st.avg_power_w, 180.5);
+    tm_gpu_history_free(h);
+}
+
 /* The seed's price_per_hour_usd is kept per GPU for the override; samples
  * older than keep_ms are dropped. */
 static void price_and_retention(void **state)
@@ -187,6 +211,7 @@ int main(void)
         cmocka_unit_test(seed_errors),
         cmocka_unit_test(case_01_energy_join),
         cmocka_unit_test(price_and_retention),
+        cmocka_unit_test(measured_beats_seed),
     };
     return cmocka_run_group_tests_name("gpu", tests, NULL, NULL);
 }

@@ -391,15 +391,20 @@ static void malformed_value_is_null_with_note(void **state)
         check_gpu(range[i].v, &p->samples[0], &w);
         assert_non_null(strstr(err.msg, "out of range"));
     }
-    /* A broken index: the row number, with a note. */
+    /* A broken or out-of-range index: the row is an error entry (never a GPU
+     * under a guessed index), with a note; the other rows stand. */
     char line[1024];
     row_with(line, sizeof(line), 0, "1x");
     strcat(line, "1, B, GPU-1, 1, 2, 3, 4, 5\n");
+    strcat(line, "[N/A], C, GPU-2, 1, 2, 3, 4, 5\n70000, D, GPU-3, 1, 2, 3, 4, 5\n");
     struct tm_error err;
     assert_int_equal(parse_str(line, p, NULL, &err), 0);
-    assert_int_equal(p->n, 2);
-    assert_int_equal(p->samples[0].gpu_index, 0);
-    assert_int_equal(p->samples[1].gpu_index, 1);
+    assert_int_equal(p->n, 1);
+    assert_int_equal(p->samples[0].gpu_index, 1);
+    assert_string_equal(p->samples[0].name, "B");
+    assert_int_equal(p->nerr, 3);
+    assert_non_null(strstr(p->errors[0].msg, "1x"));
+    assert_non_null(strstr(p->errors[2].msg, "70000"));
     assert_non_null(strstr(err.msg, "index"));
     /* "-0" is 0, not -0. */
     row_with(line, sizeof(line), 6, "-0");
