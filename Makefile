@@ -132,7 +132,8 @@ FUZZ_S       ?= 600
 FZ           := build/fuzz
 FUZZ_ARGS     = -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 FUZZ_SMI_SRC := tests/fuzz/fuzz_smi.c src/gpu/gpu_smi_parse.c src/common/error.c
-FUZZ_SEED_SRC := tests/fuzz/fuzz_seed.c src/gpu/gpu_seed.c src/common/error.c src/common/mem.c
+FUZZ_SEED_SRC := tests/fuzz/fuzz_seed.c src/gpu/gpu_seed.c src/common/error.c src/common/mem.c \
+                 src/common/log.c
 
 $(FZ)/fuzz_smi: $(FUZZ_SMI_SRC) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)

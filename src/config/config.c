@@ -7,6 +7,7 @@
  */
 #include "config/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -88,7 +89,8 @@ static int apply(struct tm_config *cfg, const struct row *r, const char *value, 
         char *end;
         errno = 0;
         long v = strtol(value, &end, 10);
-        if (errno || end == value || *end != '\0' || v < (long)r->min || v > (long)r->max) {
+        if (errno || end == value || *end != '\0' || isspace((unsigned char)value[0]) ||
+            v < (long)r->min || v > (long)r->max) {
             tm_error_set(err, TM_ERR_CONFIG, 0,
                          "%s%s=\"%s\": expected an integer from %.0f to %.0f: %s", via, name,
                          value, r->min, r->max, r->desc);
@@ -101,7 +103,8 @@ static int apply(struct tm_config *cfg, const struct row *r, const char *value, 
         char *end;
         errno = 0;
         double v = strtod(value, &end);
-        if (errno || end == value || *end != '\0' || !isfinite(v) || v < r->min || v > r->max) {
+        if (errno || end == value || *end != '\0' || isspace((unsigned char)value[0]) ||
+            !isfinite(v) || v < r->min || v > r->max) {
             tm_error_set(err, TM_ERR_CONFIG, 0,
                          "%s%s=\"%s\": expected a number from %g to %g: %s", via, name, value,
                          r->min, r->max, r->desc);

@@ -338,8 +338,8 @@ static void case_19_zero_tokens(void **state)
 static void case_19_bad_window_seconds(void **state)
 {
     (void)state;
-    const char *bad[] = {"0", "-5", "abc", "", "10s"};
-    for (size_t i = 0; i < 5; i++) {
+    const char *bad[] = {"0", "-5", "abc", "", "10s", " 10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct tm_config cfg;
         struct tm_error err;
         setenv("WINDOW_SECONDS", bad[i], 1);
