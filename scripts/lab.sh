@@ -37,6 +37,9 @@ FWGEN="$TM_SCRIPTS/firewall-gen.sh"
 STACK="$TM_SCRIPTS/stack.sh"
 SSHD=/usr/sbin/sshd
 LOCK=/run/tokenmeter-lab.lock
+# sshd (StrictModes) refuses an authorized_keys file below any group- or world-writable
+# folder, /tmp included, where a checkout may live: keep it in a root-only place.
+AUTH_KEYS=/run/tokenmeter-lab/authorized_keys
 NS_PREFIX=tmlab-
 SW_NS="${NS_PREFIX}sw"
 VMS=(vm1 vm2 vm3 vm4)
@@ -162,16 +165,6 @@ preflight() {
 		tm_die "FerretDB not in $TM_CACHE/bin (run TM_FORCE_FERRETDB=1 scripts/deps.sh): the lab's MongoDB user is set up through FerretDB"
 	[[ -x "$PY" ]] || tm_die "no $PY (run scripts/deps.sh)"
 	[[ -r "$CONV_TRACE" && -r "$CODE_TRACE" ]] || tm_die "traces not found in $SHARED/data/traces (set TM_SHARED)"
-	# sshd (StrictModes) refuses an authorized_keys file below a group/world-writable folder
-	local d="$LAB"
-	mkdir -p "$LAB"
-	while [[ "$d" != / && -n "$d" ]]; do
-		if [[ -n "$(find "$d" -maxdepth 0 -perm /022 ! -perm -1000 2>/dev/null)" ]]; then
-			tm_die "$d is group/world-writable: sshd would refuse the lab's authorized_keys (set TM_LAB_STATE elsewhere)"
-		fi
-		d="${d%/*}"
-		[[ -n "$d" ]] || d=/
-	done
 }
 
 lock() {
@@ -227,7 +220,7 @@ write_sshd_config() {
 		ListenAddress ${ADDR[$vm]}
 		HostKey $dir/ssh_host_ed25519_key
 		PidFile $LAB/run/$vm-sshd.pid
-		AuthorizedKeysFile $LAB/ssh/authorized_keys
+		AuthorizedKeysFile $AUTH_KEYS
 		PubkeyAuthentication yes
 		PasswordAuthentication no
 		KbdInteractiveAuthentication no
@@ -250,7 +243,8 @@ ssh_up() {
 	mkdir -p "$LAB/ssh"
 	chmod 700 "$LAB/ssh"
 	ssh-keygen -q -t ed25519 -N '' -C "tokenmeter-lab-admin" -f "$LAB/ssh/admin_ed25519"
-	install -m 600 "$LAB/ssh/admin_ed25519.pub" "$LAB/ssh/authorized_keys"
+	install -d -m 755 "${AUTH_KEYS%/*}"
+	install -m 600 "$LAB/ssh/admin_ed25519.pub" "$AUTH_KEYS"
 	: >"$LAB/ssh/known_hosts"
 	# sshd's privilege-separation directory (normally created by its systemd unit)
 	[[ -d /run/sshd ]] || install -d -m 755 /run/sshd
@@ -428,7 +422,7 @@ do_down() {
 		n=$((n + 1))
 	done
 	rm -f "$LAB"/run/*.pid "$LAB"/vm[1-4]/run/*.pid 2>/dev/null || true
-	rm -rf "$LAB/ssh" "$LAB/secrets"
+	rm -rf "$LAB/ssh" "$LAB/secrets" "${AUTH_KEYS%/*}"
 	printf 'lab down: %d process(es) stopped, %d namespace(s) deleted\n' $((${#first[@]} + ${#zk[@]})) "$n"
 	[[ -z "$(lab_namespaces)" ]] || tm_die "namespaces left: $(lab_namespaces | paste -sd' ')"
 	mapfile -t pids < <(lab_pids)
