@@ -14,6 +14,7 @@
 #include "common/timeutil.h"
 
 #define AUTO_N 3
+#define PROBE_BACKOFF_MS 30000
 
 struct tm_gpu_source {
     const struct tm_gpu_source_ops *ops;
@@ -23,6 +24,7 @@ struct tm_gpu_source {
     char *seed_path, *host;     /* copies of the open arguments, for re-probes */
     int smi_timeout_ms;
     char skipped[AUTO_N][256];  /* auto: last reason each better source was skipped */
+    int64_t next_probe[AUTO_N]; /* auto: monotonic ms before which a slow failure is not retried */
     char degraded[320];         /* a better source is there but failing, "" if none */
 };
 
@@ -71,7 +73,21 @@ static struct tm_gpu_source *auto_probe(struct tm_gpu_source *self, size_t below
     self->degraded[0] = '\0';
     for (size_t i = 0; i < below; i++) {
         struct tm_error e;
+        int64_t t0 = tm_mono_ms();
+        if (t0 < self->next_probe[i]) {
+            /* recently failed slowly (a hung nvidia-smi): keep its last reason */
+            if (self->skipped[i][0] && !self->degraded[0])
+                snprintf(self->degraded, sizeof(self->degraded), "%s: %s", auto_order[i],
+                         self->skipped[i]);
+            continue;
+        }
         struct tm_gpu_source *src = try_open(auto_order[i], args, &e);
+        /* A probe that failed slowly (half its deadline or more: a hung
+         * nvidia-smi) would stretch every sample by that deadline: wait
+         * PROBE_BACKOFF_MS before trying that source again. */
+        int64_t slow = args->smi_timeout_ms > 400 ? args->smi_timeout_ms / 2 : 200;
+        self->next_probe[i] =
+            !src && tm_mono_ms() - t0 >= slow ? tm_mono_ms() + PROBE_BACKOFF_MS : 0;
         if (src) {
             self->skipped[i][0] = '\0';
             *rank = i;
@@ -108,6 +124,7 @@ struct tm_gpu_source *tm_gpu_source_open(const char *name, const struct tm_gpu_o
             src = tm_xcalloc(1, sizeof(*src));
         memcpy(src->skipped, probe.skipped, sizeof(src->skipped));
         memcpy(src->degraded, probe.degraded, sizeof(src->degraded));
+        memcpy(src->next_probe, probe.next_probe, sizeof(src->next_probe));
         src->auto_mode = true;
         src->rank = rank;
         if (src->ops)

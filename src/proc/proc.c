@@ -35,6 +35,7 @@
 #define FLUSH_INTERVAL_MS 200
 #define HEALTH_LEN 320
 #define STORE_CHECK_MS 3000
+#define MAX_PENDING_WINDOWS 100000
 
 /* ------------------------------------------------------------ the state */
 
@@ -447,6 +448,17 @@ static int handle_message(struct proc *p, rd_kafka_message_t *m)
     return 0;
 }
 
+/* Pause the whole assignment until the store answers again. */
+static void pause_all(struct proc *p)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(p->consumer, &a) == 0 && a) {
+        rd_kafka_pause_partitions(p->consumer, a);
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    p->paused_for_store = true;
+}
+
 /* Seek @p partition back to @p offset and pause the whole assignment until
  * the store answers again. */
 static void rewind_and_pause(struct proc *p, const rd_kafka_message_t *m)
@@ -460,12 +472,7 @@ static void rewind_and_pause(struct proc *p, const rd_kafka_message_t *m)
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(p->consumer, &a) == 0 && a) {
-        rd_kafka_pause_partitions(p->consumer, a);
-        rd_kafka_topic_partition_list_destroy(a);
-    }
-    p->paused_for_store = true;
+    pause_all(p);
 }
 
 static void resume_if_paused(struct proc *p)
@@ -918,6 +925,15 @@ int tm_proc_run(const struct tm_config *cfg, volatile int *stop)
                 atomic_store(&p.windows_pending, (long long)tm_agg_pending(p.agg));
             }
             rd_kafka_message_destroy(m);
+        }
+        /* Backpressure: with MongoDB down, closed windows wait in memory; past
+         * MAX_PENDING_WINDOWS stop fetching until it answers again (nothing is
+         * committed past them, so nothing is lost). */
+        if (!p.paused_for_store && store_down(&p) &&
+            tm_agg_pending(p.agg) > MAX_PENDING_WINDOWS) {
+            tm_warn("proc", "%zu windows wait for MongoDB: consumption paused",
+                    tm_agg_pending(p.agg));
+            pause_all(&p);
         }
         resume_if_paused(&p);
         probe_kafka(&p);

@@ -926,6 +926,43 @@ static void case_08_sixteen_gpus(void **state)
     free(log);
 }
 
+/* Auto on the seed while nvidia-smi hangs: the hung probe is not repeated
+ * at every poll (each would cost its deadline); it waits its back-off. */
+static void auto_backs_off_a_hung_probe(void **state)
+{
+    (void)state;
+    fake_output(CASE01, 0);
+    setenv("FAKE_SMI_SLEEP", "10", 1);
+    setenv("FAKE_SMI_ARGS_LOG", tmp_path("args.log"), 1);
+    unlink(tmp_path("args.log"));
+    setenv("TOKENMETER_NVML_LIB", tmp_path("no-such-libnvidia-ml.so.1"), 1);
+    FILE *f = fopen(tmp_path("seed.json"), "wb");
+    assert_non_null(f);
+    fputs("[{\"gpu_index\":0,\"name\":\"seeded\",\"power_w\":100}]", f);
+    fclose(f);
+    char seed[512];
+    snprintf(seed, sizeof(seed), "%s", tmp_path("seed.json"));
+    const struct tm_gpu_open_args args = {seed, "node-1", 300};
+    struct tm_error err;
+    struct tm_gpu_source *src = tm_gpu_source_open("auto", &args, &err);
+    assert_non_null(src);
+    assert_string_equal(tm_gpu_source_name(src), "seed");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tm_gpu_source_poll(src, poll_, &err), 0);
+        assert_int_equal(poll_->n, 1);
+    }
+    size_t len = 0;
+    char *log = read_file(tmp_path("args.log"), &len);
+    size_t runs = 0;
+    for (size_t i = 0; i < len; i++)
+        runs += log[i] == '\n';
+    free(log);
+    assert_int_equal(runs, 1); /* the probe at open, none of the three polls */
+    assert_non_null(strstr(tm_gpu_source_degraded(src), "timed out"));
+    tm_gpu_source_close(src);
+    unsetenv("TOKENMETER_NVML_LIB");
+}
+
 /* A hung nvidia-smi: killed at the deadline, reaped, reported. */
 static void smi_deadline_kills_and_reaps(void **state)
 {
@@ -1015,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup(case_07_memory_is_mib, reset_fake),
         cmocka_unit_test_setup(case_08_sixteen_gpus, reset_fake),
         cmocka_unit_test_setup(smi_deadline_kills_and_reaps, reset_fake),
+        cmocka_unit_test_setup(auto_backs_off_a_hung_probe, reset_fake),
         cmocka_unit_test_setup(smi_not_on_path, reset_fake),
     };
     return cmocka_run_group_tests_name("smi", tests, setup, teardown);
