@@ -36,6 +36,7 @@ struct part_state {
 
 struct tm_agg {
     int64_t window_ms, lateness_ms, idle_ms;
+    size_t pending; /* windows not yet acknowledged (OPEN or FLUSHING) */
     struct part_state **parts;
     size_t nparts, cap;
 };
@@ -142,7 +143,8 @@ static struct tm_window *find_window(const struct gpu_state *g, int64_t start_ms
 }
 
 static struct tm_window *open_window(struct tm_agg *agg, struct gpu_state *g, int32_t partition,
-                                     int64_t start_ms, int64_t offset)
+                                     int64_t start_ms, int64_t offset,
+                                     enum tm_window_state state)
 {
     struct tm_window *w = tm_xcalloc(1, sizeof(*w));
     w->host = tm_xstrdup(g->host);
@@ -151,7 +153,9 @@ static struct tm_window *open_window(struct tm_agg *agg, struct gpu_state *g, in
     w->end_ms = start_ms + agg->window_ms;
     w->partition = partition;
     w->offset_min = w->offset_max = offset;
-    w->state = TM_WIN_OPEN;
+    w->state = state;
+    if (state != TM_WIN_PERSISTED)
+        agg->pending++;
     if (g->nwins == g->cap) {
         g->cap = g->cap ? g->cap * 2 : 4;
         g->wins = tm_xrealloc(g->wins, g->cap * sizeof(*g->wins));
@@ -273,8 +277,7 @@ int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const stru
             *res = offset <= stored_max ? TM_ADD_DUPLICATE : TM_ADD_LATE;
             /* Remember the stored window, so the rest of a replay of it is
              * answered here, not by one store lookup per event. */
-            w = open_window(agg, g, partition, start, stored_max);
-            w->state = TM_WIN_PERSISTED;
+            w = open_window(agg, g, partition, start, stored_max, TM_WIN_PERSISTED);
             evict_persisted(g, w);
             return 0;
         }
@@ -282,7 +285,7 @@ int tm_agg_add(struct tm_agg *agg, int32_t partition, int64_t offset, const stru
             *res = TM_ADD_LATE; /* behind the watermark, never opened */
             return 0;
         }
-        w = open_window(agg, g, partition, start, offset);
+        w = open_window(agg, g, partition, start, offset, TM_WIN_OPEN);
     }
     count(w, offset, ev);
     if (!g->has_wm || ev->ts_ms > g->wm_ms)
@@ -340,6 +343,8 @@ size_t tm_agg_take_closed(struct tm_agg *agg, int64_t now_ms, bool idle_allowed,
 
 void tm_agg_persisted(struct tm_agg *agg, struct tm_window *w)
 {
+    if (w->state != TM_WIN_PERSISTED)
+        agg->pending--;
     w->state = TM_WIN_PERSISTED;
     struct part_state *p = find_part(agg, w->partition);
     if (!p)
@@ -376,6 +381,10 @@ void tm_agg_drop_partition(struct tm_agg *agg, int32_t partition)
 {
     for (size_t i = 0; i < agg->nparts; i++)
         if (agg->parts[i]->partition == partition) {
+            const struct part_state *p = agg->parts[i];
+            for (size_t j = 0; j < p->ngpus; j++)
+                for (size_t k = 0; k < p->gpus[j]->nwins; k++)
+                    agg->pending -= p->gpus[j]->wins[k]->state != TM_WIN_PERSISTED;
             part_free(agg->parts[i]);
             agg->parts[i] = agg->parts[--agg->nparts];
             return;
@@ -384,10 +393,5 @@ void tm_agg_drop_partition(struct tm_agg *agg, int32_t partition)
 
 size_t tm_agg_pending(const struct tm_agg *agg)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < agg->nparts; i++)
-        for (size_t j = 0; j < agg->parts[i]->ngpus; j++)
-            for (size_t k = 0; k < agg->parts[i]->gpus[j]->nwins; k++)
-                n += agg->parts[i]->gpus[j]->wins[k]->state != TM_WIN_PERSISTED;
-    return n;
+    return agg->pending; /* kept as windows open, are acknowledged or dropped: O(1) */
 }

@@ -84,7 +84,9 @@ static void watermark_and_lateness(void **state)
     assert_int_equal(w[0]->offset_max, 2);
     /* not yet acknowledged: the commit stays at the window's first offset */
     assert_int_equal(tm_agg_commit_offset(agg, 0, 4), 0);
+    assert_int_equal(tm_agg_pending(agg), 2); /* W flushing, W+1 open */
     tm_agg_persisted(agg, w[0]);
+    assert_int_equal(tm_agg_pending(agg), 1);
     /* acknowledged: the commit moves to W+1's first offset */
     assert_int_equal(tm_agg_commit_offset(agg, 0, 4), 1);
     /* W is closed: a new event for it is late, a replayed one a duplicate */
