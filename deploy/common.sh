@@ -638,3 +638,29 @@ tm_disable_service() {
 		tm_report "service $name" unchanged "not in use"
 	fi
 }
+
+# The systemd sandbox every tokenmeter-managed service shares (vm1's Kafka and
+# ZooKeeper, vm4's producers); a unit adds its own ReadWritePaths, UMask and extras.
+# The processor (vm3) keeps its own narrower list: NVML needs /dev and /proc whole.
+tm_unit_sandbox() {
+	cat <<-'EOF'
+		NoNewPrivileges=yes
+		ProtectSystem=strict
+		ProtectHome=yes
+		PrivateTmp=yes
+		PrivateDevices=yes
+		ProtectKernelTunables=yes
+		ProtectKernelModules=yes
+		ProtectKernelLogs=yes
+		ProtectControlGroups=yes
+		ProtectClock=yes
+		ProtectHostname=yes
+		RestrictSUIDSGID=yes
+		RestrictRealtime=yes
+		RestrictNamespaces=yes
+		LockPersonality=yes
+		RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+		CapabilityBoundingSet=
+		SystemCallArchitectures=native
+	EOF
+}

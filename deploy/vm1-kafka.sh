@@ -204,28 +204,9 @@ write_tools() {
 
 # Shared sandbox of both JVM services (writable: their data directory only).
 hardening() {
-	cat <<-EOF
-		NoNewPrivileges=yes
-		ProtectSystem=strict
-		ReadWritePaths=$1
-		ProtectHome=yes
-		PrivateTmp=yes
-		PrivateDevices=yes
-		ProtectKernelTunables=yes
-		ProtectKernelModules=yes
-		ProtectKernelLogs=yes
-		ProtectControlGroups=yes
-		ProtectClock=yes
-		ProtectHostname=yes
-		RestrictSUIDSGID=yes
-		RestrictRealtime=yes
-		RestrictNamespaces=yes
-		LockPersonality=yes
-		RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-		CapabilityBoundingSet=
-		SystemCallArchitectures=native
-		UMask=0027
-	EOF
+	printf 'ReadWritePaths=%s\n' "$1"
+	tm_unit_sandbox
+	printf 'UMask=0027\n'
 }
 
 write_units() {

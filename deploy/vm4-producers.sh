@@ -95,27 +95,10 @@ write_unit() {
 		RestartSec=10
 		TimeoutStopSec=30
 
-		NoNewPrivileges=yes
-		ProtectSystem=strict
-		ProtectHome=yes
-		PrivateTmp=yes
-		PrivateDevices=yes
-		ProtectKernelTunables=yes
-		ProtectKernelModules=yes
-		ProtectKernelLogs=yes
-		ProtectControlGroups=yes
-		ProtectClock=yes
-		ProtectHostname=yes
-		RestrictSUIDSGID=yes
-		RestrictRealtime=yes
-		RestrictNamespaces=yes
-		LockPersonality=yes
+		$(tm_unit_sandbox)
 		MemoryDenyWriteExecute=yes
 		RemoveIPC=yes
-		RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-		CapabilityBoundingSet=
 		AmbientCapabilities=
-		SystemCallArchitectures=native
 		SystemCallFilter=@system-service
 		SystemCallErrorNumber=EPERM
 		UMask=0077
